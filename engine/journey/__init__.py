@@ -1,0 +1,36 @@
+"""The pure core: lifecycle models, customer state and the stage machine.
+
+Nothing in this package performs I/O or reads the wall clock; time arrives as an
+argument and effects are returned, never executed.
+"""
+
+from engine.journey.effects import Duplicate, Effect, StageChanged
+from engine.journey.errors import ModelError, StateError
+from engine.journey.events import Event, EventType
+from engine.journey.machine import StageMachine, message_hash
+from engine.journey.model import (
+    LifecycleModel,
+    load_model,
+    load_preset,
+    preset_names,
+    resolve_model,
+)
+from engine.journey.state import CustomerState
+
+__all__ = [
+    "CustomerState",
+    "Duplicate",
+    "Effect",
+    "Event",
+    "EventType",
+    "LifecycleModel",
+    "ModelError",
+    "StageChanged",
+    "StageMachine",
+    "StateError",
+    "load_model",
+    "load_preset",
+    "message_hash",
+    "preset_names",
+    "resolve_model",
+]

@@ -1,0 +1,111 @@
+"""The compact per-customer record kept in the customers table."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from engine.journey.errors import StateError
+
+
+def to_ms(at: datetime) -> int:
+    return int(at.timestamp() * 1000)
+
+
+def from_ms(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Move:
+    """One entry of the bounded stage history."""
+
+    from_stage: str | None
+    to_stage: str
+    at: datetime
+    rule: str
+    message_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerState:
+    """Everything the engine keeps about one customer.
+
+    ``last_seen`` is the newest event time applied; an event older than that is
+    late. ``recent_ids`` holds (message hash, seen at ms) pairs for the dedupe
+    window. ``active_days_in_stage`` counts distinct UTC days with product activity
+    since the current stage was entered; ``last_active_day`` is the newest such
+    day as a date ordinal.
+    """
+
+    customer_id: str
+    model: str
+    model_version: int
+    stage: str | None = None
+    stage_entered_at: datetime | None = None
+    history: tuple[Move, ...] = ()
+    visits: Mapping[str, int] = field(default_factory=dict)
+    first_seen: datetime | None = None
+    last_seen: datetime | None = None
+    touches: Mapping[str, int] = field(default_factory=dict)
+    events: int = 0
+    late_events: int = 0
+    active_days_in_stage: int = 0
+    last_active_day: int = 0
+    recent_ids: tuple[tuple[int, int], ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """A compact JSON-ready form (times as epoch milliseconds)."""
+        return {
+            "v": 1,
+            "id": self.customer_id,
+            "m": self.model,
+            "mv": self.model_version,
+            "s": self.stage,
+            "se": None if self.stage_entered_at is None else to_ms(self.stage_entered_at),
+            "h": [
+                [m.from_stage, m.to_stage, to_ms(m.at), m.rule, m.message_id] for m in self.history
+            ],
+            "vi": dict(self.visits),
+            "fs": None if self.first_seen is None else to_ms(self.first_seen),
+            "ls": None if self.last_seen is None else to_ms(self.last_seen),
+            "t": dict(self.touches),
+            "n": self.events,
+            "ln": self.late_events,
+            "ad": self.active_days_in_stage,
+            "la": self.last_active_day,
+            "r": [list(pair) for pair in self.recent_ids],
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> CustomerState:
+        try:
+            if raw.get("v") != 1:
+                raise StateError(f"unsupported state record version {raw.get('v')!r}")
+            se, fs, ls = raw["se"], raw["fs"], raw["ls"]
+            return cls(
+                customer_id=str(raw["id"]),
+                model=str(raw["m"]),
+                model_version=int(raw["mv"]),
+                stage=raw["s"],
+                stage_entered_at=None if se is None else from_ms(se),
+                history=tuple(Move(h[0], h[1], from_ms(h[2]), h[3], h[4]) for h in raw["h"]),
+                visits={str(k): int(v) for k, v in raw["vi"].items()},
+                first_seen=None if fs is None else from_ms(fs),
+                last_seen=None if ls is None else from_ms(ls),
+                touches={str(k): int(v) for k, v in raw["t"].items()},
+                events=int(raw["n"]),
+                late_events=int(raw["ln"]),
+                active_days_in_stage=int(raw["ad"]),
+                last_active_day=int(raw["la"]),
+                recent_ids=tuple((int(a), int(b)) for a, b in raw["r"]),
+            )
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise StateError(f"malformed customer state record: {exc!r}") from exc
+
+    def time_in_stage_s(self, now: datetime) -> float | None:
+        if self.stage_entered_at is None:
+            return None
+        return max(0.0, (now - self.stage_entered_at).total_seconds())

@@ -1,0 +1,132 @@
+"""The Faust app: one agent over the touchpoints, one customers table.
+
+The agent only turns Faust events into :class:`Record` and hands them to the
+:class:`Processor`; everything else lives outside the ``async for`` loop.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+import faust
+from prometheus_client import CollectorRegistry
+
+from engine.catalog import Catalog
+from engine.clock import Clock, WallClock
+from engine.journey import CustomerState, StageMachine, resolve_model
+from engine.metrics import Metrics
+from engine.settings import Settings
+from engine.worker.processor import Headers, Processor, Record
+from engine.worker.state_codec import register_state_codec
+
+log = logging.getLogger(__name__)
+
+TABLE_NAME = "customers"
+
+
+class JourneyApp:
+    """The Faust app with its agent, table and processor, built from settings."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Clock | None = None,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        register_state_codec()
+        self.settings = settings
+        self.catalog = Catalog(settings)
+        self.model = resolve_model(settings.model)
+        self.machine = StageMachine(
+            self.model,
+            dedupe_window=timedelta(seconds=settings.dedupe_window_s),
+            dedupe_max_ids=settings.dedupe_max_ids,
+            history_limit=settings.history_limit,
+        )
+        self.metrics = Metrics(registry or CollectorRegistry())
+        partitions = self.catalog[Catalog.TOUCHPOINTS].partitions
+        datadir = settings.data_path / settings.app_id
+        datadir.mkdir(parents=True, exist_ok=True)
+        self.app = faust.App(
+            settings.app_id,
+            broker=f"kafka://{settings.kafka_bootstrap}",
+            store=settings.store,
+            datadir=str(datadir),
+            topic_partitions=partitions,
+            topic_replication_factor=1,
+            topic_allow_declare=True,
+            key_serializer="raw",
+            value_serializer="raw",
+            processing_guarantee=settings.processing_guarantee,
+            web_enabled=settings.web_enabled,
+            web_host=settings.web_host,
+            web_port=settings.web_port,
+            web_bind=settings.web_host,
+            producer_linger=0.005,
+            autodiscover=False,
+        )
+        self.table = self.app.Table(
+            TABLE_NAME,
+            default=None,
+            schema=faust.Schema(
+                key_type=bytes, key_serializer="raw", value_serializer="journey_state"
+            ),
+            partitions=partitions,
+        )
+        self.source = self.app.topic(
+            self.catalog.name(Catalog.TOUCHPOINTS),
+            self.catalog.name(Catalog.REKEYED),
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=partitions,
+        )
+        self._topics: dict[str, Any] = {}
+        self.processor = Processor(
+            machine=self.machine,
+            table=self.table,
+            send=self._send,
+            catalog=self.catalog,
+            clock=clock or WallClock(),
+            metrics=self.metrics,
+            max_message_bytes=settings.max_message_bytes,
+        )
+        self.app.agent(self.source, name="journey")(self._agent)
+
+    async def _agent(self, stream: faust.StreamT[bytes]) -> None:
+        processor = self.processor
+        async for event in stream.events():
+            message = event.message
+            await processor.handle(
+                Record(
+                    topic=message.topic,
+                    partition=message.partition,
+                    offset=message.offset,
+                    key=message.key,
+                    value=message.value,
+                    headers=list(message.headers or ()),
+                    timestamp_ms=int(message.timestamp * 1000) if message.timestamp else None,
+                )
+            )
+
+    def _topic(self, name: str) -> Any:
+        topic = self._topics.get(name)
+        if topic is None:
+            topic = self.app.topic(
+                name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+            )
+            self._topics[name] = topic
+        return topic
+
+    async def _send(
+        self, topic: str, key: bytes | None, value: bytes | None, headers: Headers | None
+    ) -> object:
+        return await self._topic(topic).send(key=key, value=value, headers=headers)
+
+    def state_of(self, customer_id: str) -> CustomerState | None:
+        value: CustomerState | None = self.table.get(customer_id.encode("utf-8"))
+        return value
