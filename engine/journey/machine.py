@@ -37,6 +37,12 @@ class StageMachine:
     dedupe_max_ids: int = 32
     history_limit: int = 20
 
+    def __post_init__(self) -> None:
+        if self.dedupe_max_ids < 1 or self.history_limit < 1:
+            raise ValueError("dedupe_max_ids and history_limit must be >= 1")
+        if self.dedupe_window.total_seconds() < 0:
+            raise ValueError("dedupe_window must not be negative")
+
     def new_state(self, customer_id: str) -> CustomerState:
         return CustomerState(
             customer_id=customer_id, model=self.model.name, model_version=self.model.version
@@ -122,7 +128,9 @@ class StageMachine:
             stage_entered_at=at,
             history=history,
             visits=visits,
+            # Days are counted from the day the stage was entered, that day included.
             active_days_in_stage=1 if is_activity else 0,
+            last_active_day=at.toordinal() if is_activity else at.toordinal() - 1,
         )
         change = StageChanged(
             customer_id=state.customer_id,

@@ -157,7 +157,7 @@ def _parse_rule(raw: Any, where: str, stages: Mapping[str, Stage]) -> Rule:
     elif isinstance(raw_from, list) and raw_from:
         sources = set()
         for item in raw_from:
-            if item is not None and item not in stages:
+            if item is not None and (not isinstance(item, str) or item not in stages):
                 raise _fail(f"{where}.from", f"unknown stage {item!r}")
             sources.add(item)
     else:

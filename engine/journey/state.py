@@ -4,18 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from engine.journey.errors import StateError
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
 
 def to_ms(at: datetime) -> int:
-    return int(at.timestamp() * 1000)
+    """Epoch milliseconds, exact (no float rounding)."""
+    return (at - EPOCH) // _MS
 
 
 def from_ms(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+    return EPOCH + ms * _MS
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +85,10 @@ class CustomerState:
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> CustomerState:
+        if not isinstance(raw, Mapping):
+            raise StateError(
+                f"malformed customer state record: an object, not {type(raw).__name__}"
+            )
         try:
             if raw.get("v") != 1:
                 raise StateError(f"unsupported state record version {raw.get('v')!r}")
@@ -102,7 +110,15 @@ class CustomerState:
                 last_active_day=int(raw["la"]),
                 recent_ids=tuple((int(a), int(b)) for a, b in raw["r"]),
             )
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
+        except (
+            KeyError,
+            TypeError,
+            ValueError,
+            IndexError,
+            AttributeError,
+            OverflowError,
+            OSError,
+        ) as exc:
             raise StateError(f"malformed customer state record: {exc!r}") from exc
 
     def time_in_stage_s(self, now: datetime) -> float | None:
