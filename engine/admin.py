@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 
@@ -50,8 +51,13 @@ async def create_topics(settings: Settings, replication_factor: int = 1) -> dict
 
 async def _check_partitions(admin: AIOKafkaAdminClient, specs: list[TopicSpec]) -> None:
     copart = [s for s in specs if s.copartitioned]
-    described = await admin.describe_topics([s.name for s in copart])
-    counts = {d["topic"]: len(d["partitions"]) for d in described}
+    counts: dict[str, int] = {}
+    for _ in range(50):  # a topic just created may show no partitions for a moment
+        described = await admin.describe_topics([s.name for s in copart])
+        counts = {d["topic"]: len(d["partitions"]) for d in described if d["partitions"]}
+        if len(counts) == len(copart):
+            break
+        await asyncio.sleep(0.2)
     for spec in copart:
         have = counts.get(spec.name)
         if have is not None and have != spec.partitions:

@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 import faust
+from mode.supervisors import CrashingSupervisor
 from prometheus_client import CollectorRegistry
 
 from engine.catalog import Catalog
@@ -19,7 +20,7 @@ from engine.journey import CustomerState, StageMachine, resolve_model
 from engine.metrics import Metrics
 from engine.settings import Settings
 from engine.worker.processor import Headers, Processor, Record
-from engine.worker.state_codec import register_state_codec
+from engine.worker.state_codec import StateType, register_state_codec
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +72,8 @@ class JourneyApp:
         self.table = self.app.Table(
             TABLE_NAME,
             default=None,
-            schema=faust.Schema(
-                key_type=bytes, key_serializer="raw", value_serializer="journey_state"
-            ),
+            key_type=bytes,
+            value_type=StateType,
             partitions=partitions,
         )
         self.source = self.app.topic(
@@ -95,7 +95,11 @@ class JourneyApp:
             metrics=self.metrics,
             max_message_bytes=settings.max_message_bytes,
         )
-        self.app.agent(self.source, name="journey")(self._agent)
+        # A crashed agent stops the worker: an infrastructure or programming error
+        # must not leave a worker that looks alive but processes nothing.
+        self.app.agent(self.source, name="journey", supervisor_strategy=CrashingSupervisor)(
+            self._agent
+        )
 
     async def _agent(self, stream: faust.StreamT[bytes]) -> None:
         processor = self.processor

@@ -23,5 +23,21 @@ class StateCodec(faust.Codec):
         return CustomerState.from_dict(orjson.loads(s))
 
 
+class StateType:
+    """The customers table's ``value_type``.
+
+    Faust takes a table's value codec from ``value_type._options.serializer`` (JSON
+    when there is none) for changelog writes and for recovery alike, then passes
+    the decoded value through ``value_type.from_data``.
+    """
+
+    class _options:
+        serializer = CODEC_NAME
+
+    @classmethod
+    def from_data(cls, data: Any, preferred_type: Any = None) -> Any:
+        return data
+
+
 def register_state_codec() -> None:
     codecs.register(CODEC_NAME, StateCodec())

@@ -1,0 +1,45 @@
+"""Build Segment Spec records for tests."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+def at(day: float, hour: float = 0) -> datetime:
+    return T0 + timedelta(days=day, hours=hour)
+
+
+def seg(
+    customer: str,
+    what: str,
+    when: datetime,
+    *,
+    mid: str | None = None,
+    props: dict[str, Any] | None = None,
+    anonymous: bool = False,
+) -> dict[str, Any]:
+    """``what`` is a call type (page, screen, identify) or a track event name."""
+    msg: dict[str, Any] = {
+        "messageId": mid or str(uuid.uuid4()),
+        "timestamp": when.isoformat().replace("+00:00", "Z"),
+    }
+    msg["anonymousId" if anonymous else "userId"] = customer
+    if what in ("page", "screen", "identify"):
+        msg["type"] = what
+    else:
+        msg["type"] = "track"
+        msg["event"] = what
+        msg["properties"] = props or {}
+    return msg
+
+
+def record(msg: dict[str, Any], key: str | None = None) -> tuple[bytes | None, bytes, None]:
+    customer = msg.get("userId") or msg.get("anonymousId")
+    k = key if key is not None else customer
+    return (k.encode() if k is not None else None, orjson.dumps(msg), None)

@@ -1,0 +1,77 @@
+"""A restarted worker recovers its customers table from the changelog."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine.admin import create_topics
+from engine.catalog import Catalog
+from tests.integration.conftest import make_settings
+from tests.integration.kafka_io import consume_until, produce
+from tests.integration.segment import at, record, seg
+from tests.integration.test_worker import changes_of, moves
+from tests.integration.worker_proc import WorkerProcess
+
+pytestmark = pytest.mark.integration
+
+
+async def test_restarted_worker_carries_on_with_the_same_state(
+    kafka_bootstrap: str, unique_name: str, tmp_path: Path
+) -> None:
+    settings = make_settings(kafka_bootstrap, unique_name, tmp_path)
+    await create_topics(settings)
+    cat = Catalog(settings)
+    customers = [f"r{i}-{unique_name}" for i in range(6)]
+    before = []
+    for who in customers:
+        before += [
+            seg(who, "Order Completed", at(0), mid=f"{who}-buy"),
+            seg(who, "Feature Used", at(1)),  # onboarding, active day 1
+            seg(who, "Signed In", at(2)),  # active day 2
+        ]
+    worker = WorkerProcess(settings, tmp_path / "worker.log")
+    worker.start()
+    try:
+        await produce(kafka_bootstrap, cat.name(Catalog.TOUCHPOINTS), [record(m) for m in before])
+        first = await consume_until(
+            kafka_bootstrap,
+            [cat.name(Catalog.STAGE_CHANGES)],
+            lambda rs: all(len(changes_of(rs, c)) >= 2 for c in customers),
+        )
+        assert all(
+            moves(changes_of(first, c))
+            == [(None, "acquisition", "purchased"), ("acquisition", "onboarding", "first_activity")]
+            for c in customers
+        )
+        # Faust commits offsets and flushes the changelog on a clean stop.
+    finally:
+        assert worker.stop() == 0, worker.log()[-3000:]
+
+    # A fresh process with an empty memory store: all it knows comes from the changelog.
+    again = WorkerProcess(settings, tmp_path / "worker.log")
+    again.start()
+    try:
+        assert "customers-changelog" in again.log()
+        after = []
+        for who in customers:
+            after += [
+                seg(who, "Order Completed", at(0), mid=f"{who}-buy"),  # replay: a duplicate
+                seg(who, "Feature Used", at(3)),  # active day 3 -> usage, if day 1 and 2 survived
+            ]
+        await produce(kafka_bootstrap, cat.name(Catalog.TOUCHPOINTS), [record(m) for m in after])
+        out = await consume_until(
+            kafka_bootstrap,
+            [cat.name(Catalog.STAGE_CHANGES)],
+            lambda rs: all(len(changes_of(rs, c)) >= 3 for c in customers),
+            settle=1.5,
+        )
+        for who in customers:
+            assert moves(changes_of(out, who)) == [
+                (None, "acquisition", "purchased"),
+                ("acquisition", "onboarding", "first_activity"),
+                ("onboarding", "usage", "habit_formed"),
+            ]
+    finally:
+        assert again.stop() == 0, again.log()[-3000:]

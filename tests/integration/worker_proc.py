@@ -1,0 +1,62 @@
+"""Run ``journey worker`` as a real subprocess for integration tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from engine.local.ports import free_port
+from engine.settings import Settings
+
+
+class WorkerProcess:
+    def __init__(self, settings: Settings, log_path: Path) -> None:
+        self.settings = settings.with_(web_port=free_port())
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._offset = 0
+
+    def start(self, timeout: float = 90.0) -> None:
+        self._offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "engine.cli", "worker"],
+            env={**os.environ, **self.settings.to_env()},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if "[^Worker]: Ready" in self.log():
+                return
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"worker exited with {self.proc.returncode}:\n{self.log()[-4000:]}"
+                )
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"worker not ready after {timeout}s:\n{self.log()[-4000:]}")
+
+    def log(self) -> str:
+        with self.log_path.open("rb") as fh:
+            fh.seek(self._offset)
+            return fh.read().decode("utf-8", "replace")
+
+    def stop(self) -> int | None:
+        proc = self.proc
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.proc = None
+        return proc.returncode
