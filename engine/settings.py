@@ -57,7 +57,9 @@ class Settings:
         out: dict[str, str] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            out[f"JOURNEY_{f.name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+            out[f"JOURNEY_{f.name.upper()}"] = (
+                str(value).lower() if isinstance(value, bool) else str(value)
+            )
         return out
 
     @classmethod

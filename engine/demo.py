@@ -1,0 +1,236 @@
+"""``journey demo``: a local broker and Redis, a worker, the simulator, a live summary.
+
+Everything runs on loopback and stops on Ctrl-C or after ``--duration`` seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+
+from engine.admin import create_topics
+from engine.catalog import Catalog
+from engine.journey import resolve_model
+from engine.local.kafka import LocalKafka
+from engine.local.ports import free_port
+from engine.local.redis import LocalRedis
+from engine.settings import Settings
+from engine.simulate import SimStats, publish
+
+WORKDIR = Path(".journey-demo")
+
+
+@dataclass
+class Tally:
+    stages: Counter[str] = field(default_factory=Counter)
+    changes: int = 0
+    dead_letters: Counter[str] = field(default_factory=Counter)
+    processed: int = 0
+
+
+def run_demo(settings: Settings, args: argparse.Namespace) -> int:
+    WORKDIR.mkdir(exist_ok=True)
+    print("starting a local Apache Kafka broker and redis-server ...", flush=True)
+    began = time.monotonic()
+    kafka = LocalKafka(log_path=WORKDIR / "kafka.log")
+    redis = LocalRedis()
+    worker: subprocess.Popen[bytes] | None = None
+    try:
+        kafka.start()
+        redis.start()
+        print(
+            f"broker {kafka.bootstrap} and redis {redis.url} up in {time.monotonic() - began:.1f}s",
+            flush=True,
+        )
+        settings = settings.with_(
+            kafka_bootstrap=kafka.bootstrap,
+            redis_url=redis.url,
+            app_id="journey-demo",
+            web_port=free_port(),
+            data_dir=str(WORKDIR / "data"),
+            partitions=settings.partitions or 4,
+        )
+        asyncio.run(create_topics(settings))
+        log = (WORKDIR / "worker.log").open("wb")
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "engine.cli", "worker"],
+            env={**os.environ, **settings.to_env()},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        print(f"worker pid {worker.pid}, log {WORKDIR / 'worker.log'}", flush=True)
+        asyncio.run(_live(settings, args, worker))
+        return 0
+    finally:
+        if worker is not None:
+            _stop(worker)
+        redis.stop()
+        kafka.stop()
+        print("stopped broker, redis and worker", flush=True)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+async def _live(
+    settings: Settings, args: argparse.Namespace, worker: subprocess.Popen[bytes]
+) -> None:
+    catalog = Catalog(settings)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    tally, sim = Tally(), SimStats()
+    consumer = AIOKafkaConsumer(
+        catalog.name(Catalog.STAGE_CHANGES),
+        catalog.name(Catalog.DEAD_LETTER),
+        bootstrap_servers=settings.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    tasks = [
+        asyncio.create_task(_traffic(settings, args, sim, stop)),
+        asyncio.create_task(_consume(consumer, catalog, tally)),
+        asyncio.create_task(_progress(settings, catalog, tally)),
+    ]
+    started = loop.time()
+    order = _stage_order(settings)
+    try:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=2.0)
+            elapsed = loop.time() - started
+            print(_render(order, tally, sim, elapsed), flush=True)
+            if worker.poll() is not None:
+                print(f"the worker exited with code {worker.returncode}; see its log", flush=True)
+                break
+            if args.duration and elapsed >= args.duration:
+                stop.set()
+        print("draining: waiting for the worker to catch up ...", flush=True)
+        await _drain(tally, sim, timeout=30.0)
+        print(_render(order, tally, sim, loop.time() - started, final=True), flush=True)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await consumer.stop()
+
+
+async def _traffic(
+    settings: Settings, args: argparse.Namespace, sim: SimStats, stop: asyncio.Event
+) -> None:
+    topic = Catalog(settings).name(Catalog.TOUCHPOINTS)
+    seed = args.seed
+    while not stop.is_set():
+        await publish(
+            settings.kafka_bootstrap,
+            topic,
+            customers=args.customers,
+            rate=args.rate,
+            seed=seed,
+            bad_ratio=0.01,
+            duplicate_ratio=0.01,
+            stats=sim,
+            should_stop=stop.is_set,
+        )
+        seed += 1
+
+
+async def _consume(consumer: AIOKafkaConsumer, catalog: Catalog, tally: Tally) -> None:
+    dead_letter = catalog.name(Catalog.DEAD_LETTER)
+    async for msg in consumer:
+        if msg.topic == dead_letter:
+            reason = dict(msg.headers).get("journey.reason", b"?").decode()
+            tally.dead_letters[reason] += 1
+            continue
+        change = orjson.loads(msg.value)
+        if change["from_stage"]:
+            tally.stages[change["from_stage"]] -= 1
+        tally.stages[change["to_stage"]] += 1
+        tally.changes += 1
+
+
+async def _progress(settings: Settings, catalog: Catalog, tally: Tally) -> None:
+    """How many input records the worker has committed, from its consumer group."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    inputs = {catalog.name(Catalog.TOUCHPOINTS)}
+    try:
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                offsets = await admin.list_consumer_group_offsets(settings.app_id)
+            except KafkaError:
+                continue  # the group may not have formed yet; asked again next second
+            tally.processed = sum(
+                meta.offset
+                for tp, meta in offsets.items()
+                if tp.topic in inputs and meta.offset > 0
+            )
+    finally:
+        await admin.close()
+
+
+async def _drain(tally: Tally, sim: SimStats, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    last, quiet = -1, 0
+    while time.monotonic() < deadline:
+        published = sim.sent + sim.duplicates + sim.bad
+        if tally.processed >= published:
+            return
+        quiet = quiet + 1 if tally.processed == last else 0
+        if quiet >= 10:
+            return
+        last = tally.processed
+        await asyncio.sleep(0.5)
+
+
+def _stage_order(settings: Settings) -> list[str]:
+    model = resolve_model(settings.model)
+    return [*model.path, *(s for s in model.stages if s not in model.path)]
+
+
+def _render(
+    order: list[str], tally: Tally, sim: SimStats, elapsed: float, final: bool = False
+) -> str:
+    total = max(1, sum(max(0, tally.stages[s]) for s in order))
+    published = sim.sent + sim.duplicates + sim.bad
+    lines = [
+        "",
+        f"{'FINAL' if final else 'LIVE'}  t={elapsed:6.1f}s  published={published} "
+        f"({published / max(elapsed, 1e-9):.0f}/s)  processed={tally.processed} "
+        f"({tally.processed / max(elapsed, 1e-9):.0f}/s)  stage changes={tally.changes}  "
+        f"dead letters={sum(tally.dead_letters.values())}",
+        f"  {'stage':<14}{'customers':>10}",
+    ]
+    for stage in order:
+        count = max(0, tally.stages[stage])
+        bar = "#" * round(40 * count / total)
+        lines.append(f"  {stage:<14}{count:>10}  {bar}")
+    if final and tally.dead_letters:
+        reasons = ", ".join(f"{k}={v}" for k, v in tally.dead_letters.most_common())
+        lines.append(f"  dead-letter reasons: {reasons}")
+    return "\n".join(lines)
