@@ -1,0 +1,123 @@
+"""The agent's per-record steps, with a dict for the table and a list for the topics.
+
+The same steps run against the real broker in tests/integration/test_worker.py;
+here the counters and the exact records sent are checked cheaply.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+from prometheus_client import CollectorRegistry
+
+from engine.catalog import Catalog
+from engine.clock import ManualClock
+from engine.journey import CustomerState, StageMachine, load_preset
+from engine.metrics import Metrics
+from engine.settings import Settings
+from engine.worker.processor import Headers, Processor, Record
+
+NOW = datetime(2026, 3, 10, tzinfo=UTC)
+CAT = Catalog(Settings().with_(topic_prefix="p.", touchpoints_topic="p.in"))
+
+
+class Sent(list[tuple[str, bytes | None, bytes | None, Headers | None]]):
+    async def __call__(
+        self, topic: str, key: bytes | None, value: bytes | None, headers: Headers | None
+    ) -> None:
+        self.append((topic, key, value, headers))
+
+
+Parts = tuple[Processor, dict[bytes, CustomerState], Sent, Metrics]
+
+
+@pytest.fixture
+def parts() -> Parts:
+    table: dict[bytes, CustomerState] = {}
+    sent = Sent()
+    metrics = Metrics(CollectorRegistry())
+    processor = Processor(
+        machine=StageMachine(load_preset("saas")),
+        table=table,
+        send=sent,
+        catalog=CAT,
+        clock=ManualClock(NOW),
+        metrics=metrics,
+        max_message_bytes=2048,
+    )
+    return processor, table, sent, metrics
+
+
+def rec(value: bytes, key: bytes | None = b"u1", topic: str = "p.in", offset: int = 0) -> Record:
+    return Record(topic=topic, partition=1, offset=offset, key=key, value=value, headers=[])
+
+
+def seg(event: str, mid: str, user: str = "u1") -> bytes:
+    return orjson.dumps(
+        {"type": "track", "event": event, "userId": user, "messageId": mid,
+         "timestamp": "2026-03-02T09:00:00Z"}
+    )  # fmt: skip
+
+
+def count(metrics: Metrics, name: str, **labels: str) -> float:
+    value = metrics.registry.get_sample_value(name, labels)
+    return 0.0 if value is None else value
+
+
+async def test_applied_event_is_stored_and_its_stage_change_sent(parts: Parts) -> None:
+    processor, table, sent, metrics = parts
+    await processor.handle(rec(seg("Signed Up", "m1")))
+    assert table[b"u1"].stage == "evaluation"
+    [(topic, key, value, _)] = sent
+    assert (topic, key) == ("p.journey.stage-changes", b"u1")
+    assert orjson.loads(value or b"")["cause"] == {
+        "message_id": "m1",
+        "rule": "signed_up",
+        "event": "Signed Up",
+    }
+    assert count(metrics, "journey_events_total", type="track", outcome="applied") == 1
+    assert (
+        count(
+            metrics,
+            "journey_stage_transitions_total",
+            model="saas",
+            from_stage="none",
+            to_stage="evaluation",
+        )
+        == 1
+    )
+
+
+async def test_duplicate_changes_nothing_and_is_counted(parts: Parts) -> None:
+    processor, table, sent, metrics = parts
+    await processor.handle(rec(seg("Signed Up", "m1")))
+    stored = table[b"u1"]
+    await processor.handle(rec(seg("Signed Up", "m1"), offset=1))
+    assert table[b"u1"] is stored
+    assert len(sent) == 1
+    assert count(metrics, "journey_events_total", type="track", outcome="duplicate") == 1
+
+
+async def test_bad_record_goes_to_dead_letter_with_its_origin(parts: Parts) -> None:
+    processor, table, sent, metrics = parts
+    await processor.handle(rec(b"x" * 3000, offset=41))
+    [(topic, key, value, headers)] = sent
+    assert (topic, key, value) == ("p.journey.dead-letter", b"u1", b"x" * 3000)
+    h = dict(headers or [])
+    assert h["journey.reason"] == b"too_large"
+    assert (h["journey.original.topic"], h["journey.original.offset"]) == (b"p.in", b"41")
+    assert table == {}
+    assert count(metrics, "journey_dead_letters_total", reason="too_large") == 1
+
+
+async def test_miskeyed_record_is_republished_keyed_by_customer(parts: Parts) -> None:
+    processor, table, sent, metrics = parts
+    value = seg("Signed Up", "m1")
+    await processor.handle(rec(value, key=b"session-9"))
+    assert sent == [("p.journey.touchpoints-rekeyed", b"u1", value, [])]
+    assert table == {}
+    await processor.handle(rec(value, key=b"u1", topic="p.journey.touchpoints-rekeyed"))
+    assert table[b"u1"].stage == "evaluation"
+    assert count(metrics, "journey_events_total", type="track", outcome="rekeyed") == 1
