@@ -230,6 +230,10 @@ def _render(
         count = max(0, tally.stages[stage])
         bar = "#" * round(40 * count / total)
         lines.append(f"  {stage:<14}{count:>10}  {bar}")
+    if final and tally.processed < published:
+        lines.append(
+            f"  the worker was {published - tally.processed} records behind when the demo stopped"
+        )
     if final and tally.dead_letters:
         reasons = ", ".join(f"{k}={v}" for k, v in tally.dead_letters.most_common())
         lines.append(f"  dead-letter reasons: {reasons}")

@@ -81,9 +81,11 @@ class Settings:
             raise SettingsError("JOURNEY_PARTITIONS must be >= 0 (0: the catalog's count)")
         if self.max_message_bytes < 256:
             raise SettingsError("JOURNEY_MAX_MESSAGE_BYTES must be >= 256")
-        if self.processing_guarantee not in ("at_least_once", "exactly_once"):
+        if self.processing_guarantee != "at_least_once":
             raise SettingsError(
-                "JOURNEY_PROCESSING_GUARANTEE must be at_least_once or exactly_once"
+                "JOURNEY_PROCESSING_GUARANTEE supports at_least_once only: Faust's "
+                "exactly_once mode sends output outside its transactions (faust-streaming "
+                "issues 177 and 517); repeats are dropped by messageId instead"
             )
         if not (self.store.startswith("memory://") or self.store.startswith("rocksdb://")):
             raise SettingsError("JOURNEY_STORE must be memory:// or rocksdb://")

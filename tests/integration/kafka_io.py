@@ -44,6 +44,7 @@ async def consume_until(
     done: Callable[[list[Out]], bool],
     timeout: float = 60.0,
     settle: float = 0.0,
+    isolation_level: str = "read_uncommitted",
 ) -> list[Out]:
     """Read the topics from the start until ``done(records)`` or the timeout.
 
@@ -56,6 +57,7 @@ async def consume_until(
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         group_id=None,
+        isolation_level=isolation_level,
     )
     await consumer.start()
     out: list[Out] = []

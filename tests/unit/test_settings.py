@@ -25,7 +25,7 @@ def test_settings_read_from_journey_variables() -> None:
     [
         ({"JOURNEY_PARTITIONS": "many"}, "JOURNEY_PARTITIONS='many' is not a valid int"),
         ({"JOURNEY_WEB_ENABLED": "maybe"}, "JOURNEY_WEB_ENABLED"),
-        ({"JOURNEY_PROCESSING_GUARANTEE": "best_effort"}, "at_least_once or exactly_once"),
+        ({"JOURNEY_PROCESSING_GUARANTEE": "exactly_once"}, "at_least_once only"),
         ({"JOURNEY_STORE": "postgres://x"}, "memory:// or rocksdb://"),
         ({"JOURNEY_REDIS_URL": "http://x"}, "redis://"),
     ],
