@@ -89,9 +89,9 @@ class CustomerState:
             raise StateError(
                 f"malformed customer state record: an object, not {type(raw).__name__}"
             )
+        if raw.get("v") != 1:
+            raise StateError(f"unsupported state record version {raw.get('v')!r}")
         try:
-            if raw.get("v") != 1:
-                raise StateError(f"unsupported state record version {raw.get('v')!r}")
             se, fs, ls = raw["se"], raw["fs"], raw["ls"]
             return cls(
                 customer_id=str(raw["id"]),

@@ -6,6 +6,7 @@ The agent only turns Faust events into :class:`Record` and hands them to the
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import timedelta
 from typing import Any
@@ -37,7 +38,7 @@ class JourneyApp:
         clock: Clock | None = None,
         registry: CollectorRegistry | None = None,
     ) -> None:
-        register_state_codec()
+        register_state_codec(on_error=self._unreadable_record)
         self.settings = settings
         self.catalog = Catalog(settings)
         self.model = resolve_model(settings.model)
@@ -86,6 +87,7 @@ class JourneyApp:
             partitions=partitions,
         )
         self._topics: dict[str, Any] = {}
+        self._crash: asyncio.Future[None] | None = None
         self.processor = Processor(
             machine=self.machine,
             table=self.table,
@@ -116,6 +118,10 @@ class JourneyApp:
                     timestamp_ms=int(message.timestamp * 1000) if message.timestamp else None,
                 )
             )
+
+    def _unreadable_record(self, error: Exception) -> None:
+        log.critical("customers changelog holds a record that cannot be read: %s", error)
+        self._crash = asyncio.ensure_future(self.app.crash(error))
 
     def _topic(self, name: str) -> Any:
         topic = self._topics.get(name)

@@ -75,3 +75,18 @@ async def test_restarted_worker_carries_on_with_the_same_state(
             ]
     finally:
         assert again.stop() == 0, again.log()[-3000:]
+
+
+async def test_unreadable_changelog_record_stops_the_worker_loudly(
+    kafka_bootstrap: str, unique_name: str, tmp_path: Path
+) -> None:
+    settings = make_settings(kafka_bootstrap, unique_name, tmp_path)
+    await create_topics(settings)
+    changelog = f"{settings.app_id}-customers-changelog"
+    await produce(kafka_bootstrap, changelog, [(b"someone", b'{"v": 99}', None)])
+    worker = WorkerProcess(settings, tmp_path / "worker.log")
+    with pytest.raises(RuntimeError, match="worker exited") as failed:
+        worker.start(timeout=60)
+    assert "cannot be read" in str(failed.value)
+    assert "unsupported state record version 99" in str(failed.value)
+    assert worker.stop() not in (None, 0)

@@ -19,6 +19,7 @@ class WorkerProcess:
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
         self._offset = 0
+        self.returncode: int | None = None
 
     def start(self, timeout: float = 90.0) -> None:
         self._offset = self.log_path.stat().st_size if self.log_path.exists() else 0
@@ -50,7 +51,7 @@ class WorkerProcess:
     def stop(self) -> int | None:
         proc = self.proc
         if proc is None:
-            return None
+            return self.returncode
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             try:
@@ -59,4 +60,5 @@ class WorkerProcess:
                 proc.kill()
                 proc.wait()
         self.proc = None
+        self.returncode = proc.returncode
         return proc.returncode
