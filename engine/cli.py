@@ -22,7 +22,10 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
     asyncio.run(create_topics(settings))
     journey = JourneyApp(settings)
     logging.getLogger(__name__).info("starting worker with %r", settings)
-    worker = faust.Worker(journey.app, loglevel=settings.log_level)
+    worker = faust.Worker(journey.app, loglevel=settings.log_level, quiet=True)
+    # Faust's terminal spinner sets the root logger to DEBUG at warning level and
+    # spins on every record: costly, and useless in a service's log.
+    worker.spinner = None
     worker.execute_from_commandline()
     return 0
 
