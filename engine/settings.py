@@ -35,6 +35,8 @@ class Settings:
     dedupe_window_s: float = 24 * 3600.0
     dedupe_max_ids: int = 32
     history_limit: int = 20
+    batch_max: int = 1000
+    batch_within_s: float = 0.02
     store: str = "memory://"
     data_dir: str = ".journey-data"
     web_host: str = "127.0.0.1"
@@ -79,6 +81,8 @@ class Settings:
     def validate(self) -> None:
         if self.partitions < 0:
             raise SettingsError("JOURNEY_PARTITIONS must be >= 0 (0: the catalog's count)")
+        if self.batch_max < 1 or self.batch_within_s <= 0:
+            raise SettingsError("JOURNEY_BATCH_MAX must be >= 1 and JOURNEY_BATCH_WITHIN_S > 0")
         if self.max_message_bytes < 256:
             raise SettingsError("JOURNEY_MAX_MESSAGE_BYTES must be >= 256")
         if self.processing_guarantee != "at_least_once":

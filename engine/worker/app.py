@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
 import faust
+from faust.streams import _current_event  # the context behind faust.current_event()
+from faust.types import EventT
 from mode.supervisors import CrashingSupervisor
 from prometheus_client import CollectorRegistry
 
@@ -20,7 +24,7 @@ from engine.clock import Clock, WallClock
 from engine.journey import CustomerState, StageMachine, resolve_model
 from engine.metrics import Metrics
 from engine.settings import Settings
-from engine.worker.processor import Headers, Processor, Record
+from engine.worker.processor import Processor, Record
 from engine.worker.state_codec import StateType, register_state_codec
 
 log = logging.getLogger(__name__)
@@ -86,12 +90,10 @@ class JourneyApp:
             value_serializer="raw",
             partitions=partitions,
         )
-        self._topics: dict[str, Any] = {}
         self._crash: asyncio.Future[None] | None = None
         self.processor = Processor(
             machine=self.machine,
             table=self.table,
-            send=self._send,
             catalog=self.catalog,
             clock=clock or WallClock(),
             metrics=self.metrics,
@@ -104,39 +106,48 @@ class JourneyApp:
         )
 
     async def _agent(self, stream: faust.StreamT[bytes]) -> None:
-        processor = self.processor
-        async for event in stream.events():
-            message = event.message
-            await processor.handle(
-                Record(
-                    topic=message.topic,
-                    partition=message.partition,
-                    offset=message.offset,
-                    key=message.key,
-                    value=message.value,
-                    headers=list(message.headers or ()),
-                    timestamp_ms=int(message.timestamp * 1000) if message.timestamp else None,
-                )
-            )
+        settings = self.settings
+        assert isinstance(stream, faust.Stream)  # take_events is on the class only
+        async for events in stream.take_events(settings.batch_max, settings.batch_within_s):
+            await self._handle(events)
+
+    async def _handle(self, events: Sequence[EventT[bytes]]) -> None:
+        """One batch: apply, send without waiting one by one, one table write per
+        changed customer, then wait for every send before Faust acks the batch."""
+        result = self.processor.process([_record(e.message) for e in events])
+        send = self.app.producer.send
+        pending = [
+            await send(out.topic, out.key, out.value, None, None, out.headers)
+            for out in result.outgoing
+        ]
+        table = self.table
+        for key, (state, index) in result.changed.items():
+            # The changelog write goes to the partition of the record that changed
+            # the customer; Faust reads it from the current event.
+            token = _current_event.set(weakref.ref(events[index]))
+            try:
+                table[key] = state
+            finally:
+                _current_event.reset(token)
+        if pending:
+            await asyncio.gather(*pending)
 
     def _unreadable_record(self, error: Exception) -> None:
         log.critical("customers changelog holds a record that cannot be read: %s", error)
         self._crash = asyncio.ensure_future(self.app.crash(error))
 
-    def _topic(self, name: str) -> Any:
-        topic = self._topics.get(name)
-        if topic is None:
-            topic = self.app.topic(
-                name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
-            )
-            self._topics[name] = topic
-        return topic
-
-    async def _send(
-        self, topic: str, key: bytes | None, value: bytes | None, headers: Headers | None
-    ) -> object:
-        return await self._topic(topic).send(key=key, value=value, headers=headers)
-
     def state_of(self, customer_id: str) -> CustomerState | None:
         value: CustomerState | None = self.table.get(customer_id.encode("utf-8"))
         return value
+
+
+def _record(message: Any) -> Record:
+    return Record(
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        key=message.key,
+        value=message.value,
+        headers=list(message.headers or ()),
+        timestamp_ms=int(message.timestamp * 1000) if message.timestamp else None,
+    )

@@ -1,14 +1,16 @@
-"""What the journey agent does with one record: decode, apply, store, emit.
+"""What the journey agent does with a batch of records: decode, apply, collect.
 
-The agent stays thin; this class holds the steps and takes its table, sinks and
-clock as arguments so it can run against Faust or against plain objects.
+The processor does no I/O. For a batch it returns the records to send (stage
+changes, dead letters, re-keyed input) in input order, and the final state of
+each customer the batch changed, so the agent writes each changed customer to the
+table once per batch and sends everything without waiting message by message.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, MutableMapping
-from dataclasses import dataclass
-from typing import Protocol
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from engine.catalog import Catalog
 from engine.clock import Clock
@@ -18,12 +20,6 @@ from engine.messages import dead_letter_headers, dumps, stage_change
 from engine.metrics import Metrics
 
 Headers = list[tuple[str, bytes]]
-
-
-class Send(Protocol):
-    def __call__(
-        self, topic: str, key: bytes | None, value: bytes | None, headers: Headers | None
-    ) -> Awaitable[object]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,12 +35,29 @@ class Record:
     timestamp_ms: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: Headers | None = None
+
+
+@dataclass(slots=True)
+class BatchResult:
+    """``changed`` maps a customer key to its new state and the index of the last
+    record of the batch that changed it (the table write belongs to that record's
+    partition)."""
+
+    outgoing: list[Outgoing] = field(default_factory=list)
+    changed: dict[bytes, tuple[CustomerState, int]] = field(default_factory=dict)
+
+
 class Processor:
     def __init__(
         self,
         machine: StageMachine,
-        table: MutableMapping[bytes, CustomerState],
-        send: Send,
+        table: Mapping[bytes, CustomerState],
         catalog: Catalog,
         clock: Clock,
         metrics: Metrics,
@@ -52,48 +65,69 @@ class Processor:
     ) -> None:
         self.machine = machine
         self.table = table
-        self.send = send
         self.clock = clock
         self.metrics = metrics
         self.max_message_bytes = max_message_bytes
-        self.touchpoints = catalog.name(Catalog.TOUCHPOINTS)
         self.rekeyed = catalog.name(Catalog.REKEYED)
         self.stage_changes = catalog.name(Catalog.STAGE_CHANGES)
         self.dead_letter = catalog.name(Catalog.DEAD_LETTER)
 
-    async def handle(self, record: Record) -> None:
-        try:
-            event = decode(record.value, record.headers, max_bytes=self.max_message_bytes)
-        except BadInput as exc:
-            await self._dead_letter(record, exc)
-            return
-        key = event.customer_id.encode("utf-8")
-        if record.topic != self.rekeyed and record.key != key:
-            # Keyed by something else: re-publish keyed by customer so that the
-            # partition owning this customer's state applies it.
-            await self.send(self.rekeyed, key, record.value, record.headers)
-            self._count(event.type.value, "rekeyed")
-            return
+    def process(self, records: Sequence[Record]) -> BatchResult:
+        result = BatchResult()
+        outgoing, changed = result.outgoing, result.changed
+        counts: Counter[tuple[str, str]] = Counter()
+        transitions: Counter[tuple[str, str, str]] = Counter()
+        dead: Counter[str] = Counter()
         now = self.clock.now()
-        state = self.table.get(key)
-        new_state, effects = self.machine.apply(state, event, now)
-        if new_state is not state:
-            self.table[key] = new_state
-        outcome = "applied"
-        for effect in effects:
-            if isinstance(effect, StageChanged):
-                await self.send(self.stage_changes, key, dumps(stage_change(effect, now)), None)
-                self.metrics.transitions.labels(
-                    effect.model, effect.from_stage or "none", effect.to_stage
-                ).inc()
-            elif isinstance(effect, Duplicate):
-                outcome = "duplicate"
-        self._count(event.type.value, outcome)
+        apply, table = self.machine.apply, self.table
+        for index, record in enumerate(records):
+            try:
+                event = decode(record.value, record.headers, max_bytes=self.max_message_bytes)
+            except BadInput as exc:
+                outgoing.append(self._dead_letter(record, exc))
+                dead[exc.reason] += 1
+                counts["unknown", "dead_letter"] += 1
+                continue
+            key = event.customer_id.encode("utf-8")
+            if record.topic != self.rekeyed and record.key != key:
+                # Keyed by something else: re-publish keyed by customer so that the
+                # partition owning this customer's state applies it.
+                outgoing.append(Outgoing(self.rekeyed, key, record.value, record.headers))
+                counts[event.type.value, "rekeyed"] += 1
+                continue
+            pending = changed.get(key)
+            state = pending[0] if pending is not None else table.get(key)
+            new_state, effects = apply(state, event, now)
+            if new_state is not state:
+                changed[key] = (new_state, index)
+            outcome = "applied"
+            for effect in effects:
+                if isinstance(effect, StageChanged):
+                    outgoing.append(
+                        Outgoing(self.stage_changes, key, dumps(stage_change(effect, now)))
+                    )
+                    transitions[effect.model, effect.from_stage or "none", effect.to_stage] += 1
+                elif isinstance(effect, Duplicate):
+                    outcome = "duplicate"
+            counts[event.type.value, outcome] += 1
+        self._count(counts, transitions, dead)
+        return result
 
-    def _count(self, event_type: str, outcome: str) -> None:
-        self.metrics.events.labels(event_type, outcome).inc()
+    def _count(
+        self,
+        counts: Counter[tuple[str, str]],
+        transitions: Counter[tuple[str, str, str]],
+        dead: Counter[str],
+    ) -> None:
+        metrics = self.metrics
+        for labels, n in counts.items():
+            metrics.events.labels(*labels).inc(n)
+        for moved, n in transitions.items():
+            metrics.transitions.labels(*moved).inc(n)
+        for reason, n in dead.items():
+            metrics.dead_letters.labels(reason).inc(n)
 
-    async def _dead_letter(self, record: Record, error: BadInput) -> None:
+    def _dead_letter(self, record: Record, error: BadInput) -> Outgoing:
         headers = dead_letter_headers(
             error,
             topic=record.topic,
@@ -102,6 +136,4 @@ class Processor:
             timestamp_ms=record.timestamp_ms,
             failed_at=self.clock.now(),
         )
-        await self.send(self.dead_letter, record.key, record.value, [*record.headers, *headers])
-        self.metrics.dead_letters.labels(error.reason).inc()
-        self._count("unknown", "dead_letter")
+        return Outgoing(self.dead_letter, record.key, record.value, [*record.headers, *headers])

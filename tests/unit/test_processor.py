@@ -17,37 +17,44 @@ from engine.clock import ManualClock
 from engine.journey import CustomerState, StageMachine, load_preset
 from engine.metrics import Metrics
 from engine.settings import Settings
-from engine.worker.processor import Headers, Processor, Record
+from engine.worker.processor import Outgoing, Processor, Record
 
 NOW = datetime(2026, 3, 10, tzinfo=UTC)
 CAT = Catalog(Settings().with_(topic_prefix="p.", touchpoints_topic="p.in"))
 
 
-class Sent(list[tuple[str, bytes | None, bytes | None, Headers | None]]):
-    async def __call__(
-        self, topic: str, key: bytes | None, value: bytes | None, headers: Headers | None
-    ) -> None:
-        self.append((topic, key, value, headers))
+class Table(dict[bytes, CustomerState]):
+    """What the agent does with a batch result: one write per changed customer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[tuple[bytes, int]] = []
 
 
-Parts = tuple[Processor, dict[bytes, CustomerState], Sent, Metrics]
+def run(processor: Processor, table: Table, *records: Record) -> list[Outgoing]:
+    result = processor.process(list(records))
+    for key, (state, index) in result.changed.items():
+        table[key] = state
+        table.writes.append((key, index))
+    return result.outgoing
+
+
+Parts = tuple[Processor, Table, Metrics]
 
 
 @pytest.fixture
 def parts() -> Parts:
-    table: dict[bytes, CustomerState] = {}
-    sent = Sent()
+    table = Table()
     metrics = Metrics(CollectorRegistry())
     processor = Processor(
         machine=StageMachine(load_preset("saas")),
         table=table,
-        send=sent,
         catalog=CAT,
         clock=ManualClock(NOW),
         metrics=metrics,
         max_message_bytes=2048,
     )
-    return processor, table, sent, metrics
+    return processor, table, metrics
 
 
 def rec(value: bytes, key: bytes | None = b"u1", topic: str = "p.in", offset: int = 0) -> Record:
@@ -66,11 +73,11 @@ def count(metrics: Metrics, name: str, **labels: str) -> float:
     return 0.0 if value is None else value
 
 
-async def test_applied_event_is_stored_and_its_stage_change_sent(parts: Parts) -> None:
-    processor, table, sent, metrics = parts
-    await processor.handle(rec(seg("Signed Up", "m1")))
+def test_applied_event_is_stored_and_its_stage_change_sent(parts: Parts) -> None:
+    processor, table, metrics = parts
+    [out] = run(processor, table, rec(seg("Signed Up", "m1")))
+    topic, key, value = out.topic, out.key, out.value
     assert table[b"u1"].stage == "evaluation"
-    [(topic, key, value, _)] = sent
     assert (topic, key) == ("p.journey.stage-changes", b"u1")
     assert orjson.loads(value or b"")["cause"] == {
         "message_id": "m1",
@@ -90,20 +97,20 @@ async def test_applied_event_is_stored_and_its_stage_change_sent(parts: Parts) -
     )
 
 
-async def test_duplicate_changes_nothing_and_is_counted(parts: Parts) -> None:
-    processor, table, sent, metrics = parts
-    await processor.handle(rec(seg("Signed Up", "m1")))
+def test_duplicate_changes_nothing_and_is_counted(parts: Parts) -> None:
+    processor, table, metrics = parts
+    assert len(run(processor, table, rec(seg("Signed Up", "m1")))) == 1
     stored = table[b"u1"]
-    await processor.handle(rec(seg("Signed Up", "m1"), offset=1))
+    assert run(processor, table, rec(seg("Signed Up", "m1"), offset=1)) == []
     assert table[b"u1"] is stored
-    assert len(sent) == 1
+    assert table.writes == [(b"u1", 0)]  # the duplicate wrote nothing
     assert count(metrics, "journey_events_total", type="track", outcome="duplicate") == 1
 
 
-async def test_bad_record_goes_to_dead_letter_with_its_origin(parts: Parts) -> None:
-    processor, table, sent, metrics = parts
-    await processor.handle(rec(b"x" * 3000, offset=41))
-    [(topic, key, value, headers)] = sent
+def test_bad_record_goes_to_dead_letter_with_its_origin(parts: Parts) -> None:
+    processor, table, metrics = parts
+    [out] = run(processor, table, rec(b"x" * 3000, offset=41))
+    topic, key, value, headers = out.topic, out.key, out.value, out.headers
     assert (topic, key, value) == ("p.journey.dead-letter", b"u1", b"x" * 3000)
     h = dict(headers or [])
     assert h["journey.reason"] == b"too_large"
@@ -112,12 +119,35 @@ async def test_bad_record_goes_to_dead_letter_with_its_origin(parts: Parts) -> N
     assert count(metrics, "journey_dead_letters_total", reason="too_large") == 1
 
 
-async def test_miskeyed_record_is_republished_keyed_by_customer(parts: Parts) -> None:
-    processor, table, sent, metrics = parts
+def test_miskeyed_record_is_republished_keyed_by_customer(parts: Parts) -> None:
+    processor, table, metrics = parts
     value = seg("Signed Up", "m1")
-    await processor.handle(rec(value, key=b"session-9"))
-    assert sent == [("p.journey.touchpoints-rekeyed", b"u1", value, [])]
+    sent = run(processor, table, rec(value, key=b"session-9"))
+    assert sent == [Outgoing("p.journey.touchpoints-rekeyed", b"u1", value, [])]
     assert table == {}
-    await processor.handle(rec(value, key=b"u1", topic="p.journey.touchpoints-rekeyed"))
+    run(processor, table, rec(value, key=b"u1", topic="p.journey.touchpoints-rekeyed"))
     assert table[b"u1"].stage == "evaluation"
     assert count(metrics, "journey_events_total", type="track", outcome="rekeyed") == 1
+
+
+def test_a_batch_writes_each_changed_customer_once_with_its_last_record(parts: Parts) -> None:
+    processor, table, metrics = parts
+    sent = run(
+        processor,
+        table,
+        rec(seg("Signed Up", "a1", user="a"), key=b"a", offset=0),
+        rec(seg("Signed Up", "b1", user="b"), key=b"b", offset=1),
+        rec(seg("Order Completed", "a2", user="a"), key=b"a", offset=2),
+        rec(b"junk", key=b"b", offset=3),
+        rec(seg("Signed Up", "a1", user="a"), key=b"a", offset=4),  # repeat within the batch
+    )
+    assert sorted(table.writes) == [(b"a", 2), (b"b", 1)]
+    assert table[b"a"].stage == "acquisition"
+    assert [(o.topic, o.key) for o in sent] == [
+        ("p.journey.stage-changes", b"a"),
+        ("p.journey.stage-changes", b"b"),
+        ("p.journey.stage-changes", b"a"),
+        ("p.journey.dead-letter", b"b"),
+    ]
+    assert count(metrics, "journey_events_total", type="track", outcome="applied") == 3
+    assert count(metrics, "journey_events_total", type="track", outcome="duplicate") == 1
