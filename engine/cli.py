@@ -20,6 +20,10 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
     from engine.worker.app import JourneyApp
 
     asyncio.run(create_topics(settings))
+    if settings.event_loop == "uvloop":
+        import mode.loop
+
+        mode.loop.use("uvloop")
     journey = JourneyApp(settings)
     logging.getLogger(__name__).info("starting worker with %r", settings)
     worker = faust.Worker(journey.app, loglevel=settings.log_level, quiet=True)

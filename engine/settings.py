@@ -35,6 +35,7 @@ class Settings:
     dedupe_window_s: float = 24 * 3600.0
     dedupe_max_ids: int = 32
     history_limit: int = 20
+    event_loop: str = "uvloop"
     batch_max: int = 1000
     batch_within_s: float = 0.02
     store: str = "memory://"
@@ -81,6 +82,8 @@ class Settings:
     def validate(self) -> None:
         if self.partitions < 0:
             raise SettingsError("JOURNEY_PARTITIONS must be >= 0 (0: the catalog's count)")
+        if self.event_loop not in ("uvloop", "asyncio"):
+            raise SettingsError("JOURNEY_EVENT_LOOP must be uvloop or asyncio")
         if self.batch_max < 1 or self.batch_within_s <= 0:
             raise SettingsError("JOURNEY_BATCH_MAX must be >= 1 and JOURNEY_BATCH_WITHIN_S > 0")
         if self.max_message_bytes < 256:

@@ -108,6 +108,10 @@ class JourneyApp:
     async def _agent(self, stream: faust.StreamT[bytes]) -> None:
         settings = self.settings
         assert isinstance(stream, faust.Stream)  # take_events is on the class only
+        # Changelog writes queue in Faust's producer buffer, which warns and stalls
+        # the consumer above 100 pending records; a batch writes up to batch_max.
+        buffer = self.app.producer.buffer
+        buffer.max_messages = max(buffer.max_messages, 2 * settings.batch_max)
         async for events in stream.take_events(settings.batch_max, settings.batch_within_s):
             await self._handle(events)
 

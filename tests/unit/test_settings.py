@@ -27,6 +27,8 @@ def test_settings_read_from_journey_variables() -> None:
         ({"JOURNEY_WEB_ENABLED": "maybe"}, "JOURNEY_WEB_ENABLED"),
         ({"JOURNEY_PROCESSING_GUARANTEE": "exactly_once"}, "at_least_once only"),
         ({"JOURNEY_STORE": "postgres://x"}, "memory:// or rocksdb://"),
+        ({"JOURNEY_EVENT_LOOP": "trio"}, "uvloop or asyncio"),
+        ({"JOURNEY_BATCH_MAX": "0"}, "JOURNEY_BATCH_MAX must be >= 1"),
         ({"JOURNEY_REDIS_URL": "http://x"}, "redis://"),
     ],
 )
