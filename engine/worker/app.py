@@ -26,6 +26,7 @@ from engine.metrics import Metrics
 from engine.settings import Settings
 from engine.worker.processor import Processor, Record
 from engine.worker.state_codec import StateType, register_state_codec
+from engine.worker.web import add_metrics_page
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,8 @@ class JourneyApp:
             dedupe_max_ids=settings.dedupe_max_ids,
             history_limit=settings.history_limit,
         )
-        self.metrics = Metrics(registry or CollectorRegistry())
+        self.registry = registry or CollectorRegistry()
+        self.metrics = Metrics(self.registry)
         partitions = self.catalog[Catalog.TOUCHPOINTS].partitions
         datadir = settings.data_path / settings.app_id
         datadir.mkdir(parents=True, exist_ok=True)
@@ -99,6 +101,7 @@ class JourneyApp:
             metrics=self.metrics,
             max_message_bytes=settings.max_message_bytes,
         )
+        add_metrics_page(self.app, self.registry)
         # A crashed agent stops the worker: an infrastructure or programming error
         # must not leave a worker that looks alive but processes nothing.
         self.app.agent(self.source, name="journey", supervisor_strategy=CrashingSupervisor)(

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+import urllib.request
+
 import jsonschema
 import orjson
 import pytest
@@ -197,3 +201,40 @@ async def test_cloudevents_and_miskeyed_records_are_applied(
     ]
     assert changes[0]["cause"]["message_id"] == f"ce-{unique_name}"  # type: ignore[index]
     assert changes[0]["at"] == "2026-03-02T10:00:00.000Z"
+
+
+async def test_repeats_are_counted_on_the_metrics_page(
+    running_worker: WorkerProcess, unique_name: str
+) -> None:
+    cat = topics(running_worker)
+    boot = running_worker.settings.kafka_bootstrap
+    url = f"http://127.0.0.1:{running_worker.settings.web_port}/metrics"
+    before = scrape(url)
+    who = f"m-{unique_name}"
+    signup = seg(who, "Signed Up", at(1))
+    await produce(
+        boot, cat.name(Catalog.TOUCHPOINTS), [record(signup), record(signup), record(signup)]
+    )
+    await consume_until(
+        boot, [cat.name(Catalog.STAGE_CHANGES)], lambda rs: len(changes_of(rs, who)) >= 1
+    )
+    dup = 'journey_events_total{outcome="duplicate",type="track"}'
+    deadline = time.monotonic() + 20
+    after = scrape(url)
+    # The counter moves when the batch holding the repeats has been processed.
+    while after.get(dup, 0.0) - before.get(dup, 0.0) < 2 and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+        after = scrape(url)
+    assert after.get(dup, 0.0) - before.get(dup, 0.0) == 2
+
+
+def scrape(url: str) -> dict[str, float]:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        assert response.headers["Content-Type"].startswith("text/plain")
+        text = response.read().decode()
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            samples[name] = float(value)
+    return samples
