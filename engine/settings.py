@@ -37,6 +37,7 @@ class Settings:
     history_limit: int = 20
     event_loop: str = "uvloop"
     batch_max: int = 1000
+    state_cache_size: int = 100_000
     batch_within_s: float = 0.02
     store: str = "memory://"
     data_dir: str = ".journey-data"
@@ -84,6 +85,8 @@ class Settings:
             raise SettingsError("JOURNEY_PARTITIONS must be >= 0 (0: the catalog's count)")
         if self.event_loop not in ("uvloop", "asyncio"):
             raise SettingsError("JOURNEY_EVENT_LOOP must be uvloop or asyncio")
+        if self.state_cache_size < 1:
+            raise SettingsError("JOURNEY_STATE_CACHE_SIZE must be >= 1")
         if self.batch_max < 1 or self.batch_within_s <= 0:
             raise SettingsError("JOURNEY_BATCH_MAX must be >= 1 and JOURNEY_BATCH_WITHIN_S > 0")
         if self.max_message_bytes < 256:

@@ -25,7 +25,7 @@ from engine.journey import CustomerState, StageMachine, resolve_model
 from engine.metrics import Metrics
 from engine.settings import Settings
 from engine.worker.processor import Processor, Record
-from engine.worker.state_codec import StateType, register_state_codec
+from engine.worker.state_store import StateStore
 from engine.worker.web import add_metrics_page
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,6 @@ class JourneyApp:
         clock: Clock | None = None,
         registry: CollectorRegistry | None = None,
     ) -> None:
-        register_state_codec(on_error=self._unreadable_record)
         self.settings = settings
         self.catalog = Catalog(settings)
         self.model = resolve_model(settings.model)
@@ -80,7 +79,7 @@ class JourneyApp:
             TABLE_NAME,
             default=None,
             key_type=bytes,
-            value_type=StateType,
+            value_type=bytes,
             partitions=partitions,
         )
         self.source = self.app.topic(
@@ -92,10 +91,12 @@ class JourneyApp:
             value_serializer="raw",
             partitions=partitions,
         )
-        self._crash: asyncio.Future[None] | None = None
+        self.store = StateStore(self.table, settings.state_cache_size)
+        self.app.on_partitions_revoked.connect(self._partitions_moved)
+        self.app.on_partitions_assigned.connect(self._partitions_moved)
         self.processor = Processor(
             machine=self.machine,
-            table=self.table,
+            states=self.store,
             catalog=self.catalog,
             clock=clock or WallClock(),
             metrics=self.metrics,
@@ -127,25 +128,23 @@ class JourneyApp:
             await send(out.topic, out.key, out.value, None, None, out.headers)
             for out in result.outgoing
         ]
-        table = self.table
+        store = self.store
         for key, (state, index) in result.changed.items():
             # The changelog write goes to the partition of the record that changed
             # the customer; Faust reads it from the current event.
             token = _current_event.set(weakref.ref(events[index]))
             try:
-                table[key] = state
+                store.put(key, state)
             finally:
                 _current_event.reset(token)
         if pending:
             await asyncio.gather(*pending)
 
-    def _unreadable_record(self, error: Exception) -> None:
-        log.critical("customers changelog holds a record that cannot be read: %s", error)
-        self._crash = asyncio.ensure_future(self.app.crash(error))
+    async def _partitions_moved(self, *args: Any, **kwargs: Any) -> None:
+        self.store.forget_all()
 
     def state_of(self, customer_id: str) -> CustomerState | None:
-        value: CustomerState | None = self.table.get(customer_id.encode("utf-8"))
-        return value
+        return self.store.get(customer_id.encode("utf-8"))
 
 
 def _record(message: Any) -> Record:

@@ -9,8 +9,9 @@ table once per batch and sends everything without waiting message by message.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from engine.catalog import Catalog
 from engine.clock import Clock
@@ -20,6 +21,10 @@ from engine.messages import dead_letter_headers, dumps, stage_change
 from engine.metrics import Metrics
 
 Headers = list[tuple[str, bytes]]
+
+
+class StateSource(Protocol):
+    def get(self, key: bytes) -> CustomerState | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,14 +62,14 @@ class Processor:
     def __init__(
         self,
         machine: StageMachine,
-        table: Mapping[bytes, CustomerState],
+        states: StateSource,
         catalog: Catalog,
         clock: Clock,
         metrics: Metrics,
         max_message_bytes: int,
     ) -> None:
         self.machine = machine
-        self.table = table
+        self.states = states
         self.clock = clock
         self.metrics = metrics
         self.max_message_bytes = max_message_bytes
@@ -79,7 +84,7 @@ class Processor:
         transitions: Counter[tuple[str, str, str]] = Counter()
         dead: Counter[str] = Counter()
         now = self.clock.now()
-        apply, table = self.machine.apply, self.table
+        apply, states = self.machine.apply, self.states
         for index, record in enumerate(records):
             try:
                 event = decode(record.value, record.headers, max_bytes=self.max_message_bytes)
@@ -96,7 +101,7 @@ class Processor:
                 counts[event.type.value, "rekeyed"] += 1
                 continue
             pending = changed.get(key)
-            state = pending[0] if pending is not None else table.get(key)
+            state = pending[0] if pending is not None else states.get(key)
             new_state, effects = apply(state, event, now)
             if new_state is not state:
                 changed[key] = (new_state, index)

@@ -48,6 +48,18 @@ class WorkerProcess:
             fh.seek(self._offset)
             return fh.read().decode("utf-8", "replace")
 
+    def wait_exit(self, timeout: float) -> int | None:
+        """Wait for the worker to exit by itself; its exit code, or None if it did not."""
+        if self.proc is None:
+            return self.returncode
+        try:
+            self.returncode = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            return None
+        self.proc = None
+        return self.returncode
+
     def stop(self) -> int | None:
         proc = self.proc
         if proc is None:

@@ -48,7 +48,7 @@ def parts() -> Parts:
     metrics = Metrics(CollectorRegistry())
     processor = Processor(
         machine=StageMachine(load_preset("saas")),
-        table=table,
+        states=table,
         catalog=CAT,
         clock=ManualClock(NOW),
         metrics=metrics,
