@@ -1,6 +1,7 @@
 """How the local Kafka broker is set up: jars, java, JVM flags, server.properties, storage.
 
-* :func:`resolve_kafka_libs` / :func:`find_java` - the broker jars and the JVM to run them.
+* :func:`resolve_kafka_libs` / :func:`find_java` - the broker jars and the JVM to run them;
+  :func:`java_command` - the command line of a Kafka class on them.
 * :func:`write_server_properties` - a single-node KRaft (broker+controller) config.
 * :func:`format_storage` - the one-shot ``StorageTool format`` before a first start.
 * :func:`cds_launch_flags` / :func:`publish_cds_archive` - the class-data-sharing
@@ -19,6 +20,7 @@ import shutil
 import subprocess
 import time
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Final
 
@@ -35,6 +37,7 @@ __all__ = [
     "cds_launch_flags",
     "find_java",
     "format_storage",
+    "java_command",
     "kafka_cluster_id",
     "publish_cds_archive",
     "resolve_kafka_libs",
@@ -99,6 +102,13 @@ def resolve_kafka_libs() -> Path:
     libs = Path(lines[-1])
     log.info("Kafka jars in %s (%.1fs)", libs, time.monotonic() - started)
     return libs
+
+
+def java_command(
+    java: str, jvm_flags: Iterable[str], log4j: str, classpath: str, main: str, *args: str
+) -> list[str]:
+    """The command line that runs Kafka's ``main`` class on the jars in ``classpath``."""
+    return [java, *jvm_flags, log4j, "-cp", classpath, main, *args]
 
 
 def find_java() -> str:
@@ -168,19 +178,8 @@ def write_server_properties(
 
 def format_storage(java: str, classpath: str, log4j: str, config: Path, deadline: float) -> None:
     """Run ``kafka.tools.StorageTool format`` with a fresh cluster id for ``config``."""
-    cmd = [
-        java,
-        *TOOL_JVM_FLAGS,
-        log4j,
-        "-cp",
-        classpath,
-        "kafka.tools.StorageTool",
-        "format",
-        "-t",
-        kafka_cluster_id(),
-        "-c",
-        str(config),
-    ]
+    args = ("format", "-t", kafka_cluster_id(), "-c", str(config))
+    cmd = java_command(java, TOOL_JVM_FLAGS, log4j, classpath, "kafka.tools.StorageTool", *args)
     try:
         result = subprocess.run(
             cmd,
