@@ -28,5 +28,10 @@ unit:
 integration:
 	$(VENV)/pytest tests/integration
 
+# The benchmark (raw aiokafka, naive Faust, the engine) on a real local broker:
+# bench/out/report.json and report.md. SCALE=0.1 for a quick, smaller run.
+bench: setup
+	$(VENV)/python -m tests.bench --out bench/out --scale $(or $(SCALE),1)
+
 clean:
 	rm -rf .journey-demo .journey-data bench/out

@@ -1,0 +1,163 @@
+"""The engine as a contender: its settings, its worker processes, and the latency run."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import time
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from engine.catalog import Catalog
+from engine.local.ports import free_port
+from engine.settings import Settings
+from engine.simulate import encode, journeys
+from tests.bench.kafka_util import GroupProgress
+from tests.bench.procs import Proc
+
+
+@dataclass(frozen=True)
+class EngineSetup:
+    bootstrap: str
+    redis_url: str
+    partitions: int
+    data_root: Path
+    log_root: Path
+    commit_interval: float
+    guarantee: str = "at_least_once"
+
+
+def capabilities_on() -> dict[str, bool]:
+    """Every boolean switch the settings have for an optional capability (``*_enabled``)."""
+    return {
+        f.name: True
+        for f in fields(Settings)
+        if str(f.type) == "bool" and f.name.endswith("_enabled")
+    }
+
+
+def engine_settings(
+    setup: EngineSetup, app_id: str, touchpoints: str, *, store: str = "memory://", node: str = ""
+) -> Settings:
+    """The saas preset with every capability that exists switched on."""
+    settings = Settings().with_(
+        kafka_bootstrap=setup.bootstrap,
+        redis_url=setup.redis_url,
+        app_id=app_id,
+        topic_prefix=f"{app_id}.",
+        touchpoints_topic=touchpoints,
+        partitions=setup.partitions,
+        model="saas",
+        store=store,
+        data_dir=str(setup.data_root / f"{app_id}{node}"),
+        web_host="127.0.0.1",
+        web_port=free_port(),
+        processing_guarantee=setup.guarantee,
+        log_level="info",
+    )
+    return settings.with_(**capabilities_on())
+
+
+def engine_proc(setup: EngineSetup, settings: Settings, name: str) -> Proc:
+    env = {**settings.to_env(), "BROKER_COMMIT_INTERVAL": str(setup.commit_interval)}
+    return Proc(name, ["-m", "engine.cli", "worker"], env, setup.log_root / f"{name}.log")
+
+
+def percentile(samples: list[float], q: float) -> float:
+    """Nearest-rank percentile of the samples (``q`` in 0..1)."""
+    ordered = sorted(samples)
+    rank = max(1, math.ceil(q * len(ordered)))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+def latency_input(events: int, seed: int, now: datetime) -> list[tuple[bytes, bytes, str]]:
+    """Whole journeys of enough customers for about ``events`` events, in time order."""
+    customers = max(5, round(events / 10))
+    rng = random.Random(seed + 1)
+    out: list[tuple[bytes, bytes, str]] = []
+    for at, customer, msg in journeys(customers, seed, now):
+        value = encode(at, msg, rng)
+        out.append((customer.encode("utf-8"), value, orjson.loads(value)["messageId"]))
+    return out
+
+
+async def measure_latency(
+    settings: Settings, procs: list[Proc], rate: float, seconds: float, seed: int
+) -> dict[str, Any]:
+    """Publish at ``rate`` events/s and time each stage change back to its event.
+
+    The publish time is taken just before ``send``; the change is timed when the
+    consumer of ``journey.stage-changes`` receives it, matched by
+    ``cause.message_id``. Only events that change a stage give a sample.
+    """
+    catalog = Catalog(settings)
+    records = latency_input(int(rate * seconds), seed, datetime.now(UTC))
+    published: dict[str, float] = {}
+    samples: list[float] = []
+    consumer = AIOKafkaConsumer(
+        catalog.name(Catalog.STAGE_CHANGES),
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=50,
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks=1, linger_ms=0)
+    await consumer.start()
+    await producer.start()
+    done = asyncio.Event()
+
+    async def collect() -> None:
+        while not done.is_set():
+            batch = await consumer.getmany(timeout_ms=50)
+            received = time.monotonic()
+            for messages in batch.values():
+                for message in messages:
+                    cause = orjson.loads(message.value or b"{}").get("cause") or {}
+                    sent = published.get(cause.get("message_id", ""))
+                    if sent is not None:
+                        samples.append(received - sent)
+
+    collector = asyncio.create_task(collect())
+    try:
+        began = time.monotonic()
+        pending = []
+        for n, (key, value, message_id) in enumerate(records):
+            ahead = began + n / rate - time.monotonic()
+            if ahead > 0:
+                await asyncio.sleep(ahead)
+            published[message_id] = time.monotonic()
+            pending.append(await producer.send(catalog.name(Catalog.TOUCHPOINTS), value, key=key))
+        await asyncio.gather(*pending)
+        publish_s = time.monotonic() - began
+        async with GroupProgress(
+            settings.kafka_bootstrap, settings.app_id, catalog.name(Catalog.TOUCHPOINTS)
+        ) as progress:
+            caught_up = await progress.wait_for(len(records), procs, timeout=120 + seconds * 4)
+        drain_s = caught_up - began - publish_s
+        await asyncio.sleep(1.0)  # the last changes are sent before the commit; let them in
+    finally:
+        done.set()
+        await collector
+        await producer.stop()
+        await consumer.stop()
+    if not samples:
+        raise RuntimeError("no stage change came back during the latency run")
+    return {
+        "p50_s": percentile(samples, 0.50),
+        "p99_s": percentile(samples, 0.99),
+        "max_s": max(samples),
+        "samples": len(samples),
+        "events": len(records),
+        "target_rate_eps": rate,
+        "achieved_rate_eps": len(records) / publish_s,
+        "publish_s": publish_s,
+        # From the last publish to the group committing everything: about one commit
+        # interval when the worker kept up, more when a backlog built up.
+        "drain_s": drain_s,
+    }

@@ -1,0 +1,295 @@
+"""``report.json`` (the numbers) and ``report.md`` (the numbers, the method, the notes)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import subprocess
+from collections import Counter
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from tests.bench.config import BenchConfig
+
+REQUIRED_KEYS = (
+    "raw_eps",
+    "naive_faust_eps",
+    "engine_eps",
+    "engine_vs_raw",
+    "engine_vs_naive",
+    "latency_p50_s",
+    "latency_p99_s",
+    "engine_2workers_eps",
+    "recovery_1m_s",
+    "rss_per_customer_bytes",
+)
+
+METHOD = {
+    "contenders": (
+        "raw: aiokafka consumer (own group) + orjson parse + one produce per five events, "
+        "committing after its sends are acknowledged. naive_faust: a Faust app, logic in "
+        "the async for, two memory tables (one write each per event, so two changelog "
+        "records per event), a send every fifth event, Faust defaults otherwise (its "
+        "producer buffer included). engine: `python -m engine.cli worker` with "
+        "engine.settings.Settings().to_env(), saas preset, {guarantee}, memory store, "
+        "every switch on ({capabilities}); the full settings are in "
+        "details.engine.settings."
+    ),
+    "input": (
+        "engine.simulate.journeys + engine.simulate.encode for {customers:,} customers "
+        "(Segment JSON keyed by customer, in event-time order), produced once into one "
+        "topic of {partitions} partitions; every contender reads those bytes from offset 0 "
+        "in its own consumer group."
+    ),
+    "throughput": (
+        "Each contender runs in its own subprocess, all on the engine's event loop "
+        "({event_loop}). Its consumer group's committed offsets "
+        "are polled every 0.25 s (list_consumer_group_offsets). The window opens at the "
+        "first observed commit past {warmup_records:,} records, at least {warmup_s:g} s "
+        "after the group's first commit and after the process logged ready (start-up and "
+        "rebalance excluded), and closes at the last observed commit once all input is "
+        "committed or {window_s:g} s have passed; eps = records committed in the window / "
+        "its length (a contender faster than the input, like raw, is measured until it has "
+        "consumed all of it). All three commit every {commit_interval:g} s (Faust: "
+        "BROKER_COMMIT_INTERVAL; raw: after its sends are acknowledged), so each end of "
+        "the window is precise to about one commit interval. Resident memory (VmRSS) is "
+        "read at the end of the window. The engine (and the 2-worker run) covers only the "
+        "start of the input in its window (the first customers' early events); "
+        "stage_changes_per_event says how busy that part was."
+    ),
+    "latency": (
+        "A fresh engine worker on its own input topic is fed whole simulated journeys at "
+        "half the engine's measured rate for {latency_s:g} s. Each event's publish time is "
+        "taken just before send; journey.stage-changes is consumed in the same process and "
+        "matched by cause.message_id; latency = received - published. Only events that "
+        "cause a stage change give a sample. Percentiles are nearest-rank."
+    ),
+    "two_workers": (
+        "Two `python -m engine.cli worker` processes, one app id, {partitions} partitions, "
+        "the same input and window as the single engine; the window opens only after both "
+        "logged ready. eps is the aggregate of both."
+    ),
+    "recovery": (
+        "{recovery_customers:,} compact customer records (encode_state bytes of "
+        "CustomerState end states from simulated journeys run through the saas stage "
+        "machine, cloned under new customer ids) are produced straight into "
+        "<app_id>-customers-changelog ({partitions} partitions, compacted). A worker is "
+        "timed from process start to its log line '[^Worker]: Ready' (Faust logs it after "
+        "table recovery); VmRSS is read {settle:g} s later. RSS per customer = (RSS after "
+        "recovery - RSS of a worker with an empty table, same store) / customers. When "
+        "fewer than {recovery_target:,} customers were written, the recovery part (ready "
+        "minus an empty worker's ready) is scaled linearly and the empty start-up added "
+        "once; the count is cut to fit the run's time budget ({budget_s:g} s, assuming "
+        "{assumed_recovery_eps:,.0f} records/s per recovery)."
+    ),
+}
+
+
+def build(results: dict[str, Any], cfg: BenchConfig, elapsed_s: float) -> dict[str, Any]:
+    raw = round(results["raw"]["eps"], 1)
+    naive = round(results["naive_faust"]["eps"], 1)
+    engine = round(results["engine"]["eps"], 1)
+    rec = results["recovery"]
+    report: dict[str, Any] = {
+        "raw_eps": raw,
+        "naive_faust_eps": naive,
+        "engine_eps": engine,
+        "engine_vs_raw": engine / raw,
+        "engine_vs_naive": engine / naive,
+        "latency_p50_s": round(results["latency"]["p50_s"], 4),
+        "latency_p99_s": round(results["latency"]["p99_s"], 4),
+        "engine_2workers_eps": round(results["engine_2workers"]["eps"], 1),
+        "engine_2workers_eps_per_process": round(results["engine_2workers"]["eps"] / 2, 1),
+        "recovery_1m_s": round(rec["memory"]["recovery_target_s"], 2),
+        "rss_per_customer_bytes": round(rec["memory"]["rss_per_customer_bytes"], 1),
+    }
+    if "rocksdb" in rec:
+        report["recovery_1m_rocksdb_s"] = round(rec["rocksdb"]["recovery_target_s"], 2)
+        report["rss_per_customer_bytes_rocksdb"] = round(
+            rec["rocksdb"]["rss_per_customer_bytes"], 1
+        )
+    report["recovery_customers_measured"] = rec["memory"]["customers"]
+    report["recovery_extrapolated"] = rec["memory"]["extrapolated"]
+    report["elapsed_s"] = round(elapsed_s, 1)
+    report["config"] = cfg.as_dict()
+    report["environment"] = environment()
+    fill = {
+        **cfg.as_dict(),
+        "settle": 1.0,
+        "event_loop": results["event_loop"],
+        "recovery_customers": rec["changelog"]["records"],
+        "capabilities": ", ".join(
+            f"{k}={v}" for k, v in results["engine"]["settings"].items() if k.endswith("_ENABLED")
+        )
+        or "none",
+    }
+    report["method"] = {k: v.format(**fill) for k, v in METHOD.items()}
+    report["details"] = results
+    report["log_warnings"] = log_warnings(cfg.out / "logs")
+    return report
+
+
+def environment() -> dict[str, Any]:
+    return {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "faust-streaming": version("faust-streaming"),
+        "aiokafka": version("aiokafka"),
+        "rocksdict": _version_or_none("rocksdict"),
+        "kafka_broker": "Apache Kafka (engine.local.LocalKafka, KRaft, single node)",
+        "engine_commit": _git("rev-parse", "--short", "HEAD"),
+        "engine_uncommitted_changes": bool(_git("status", "--porcelain", "--", "engine")),
+    }
+
+
+def _git(*args: str) -> str:
+    """What git says about the work tree ('' when it is not a git checkout)."""
+    try:
+        done = subprocess.run(
+            ["git", *args],
+            cwd=Path(__file__).resolve().parents[2],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    except OSError:
+        return ""
+    return done.stdout.strip() if done.returncode == 0 else ""
+
+
+def _version_or_none(name: str) -> str | None:
+    try:
+        return version(name)
+    except Exception:
+        return None
+
+
+_LEVEL = re.compile(r"\b(WARNING|ERROR|CRITICAL)\b")
+_NOISE = re.compile(r"\d+(\.\d+)?")
+
+
+def log_warnings(logs: Path, limit: int = 12) -> dict[str, dict[str, int]]:
+    """Warning and error lines per contender log, numbers blanked, most frequent first."""
+    found: dict[str, dict[str, int]] = {}
+    for path in sorted(logs.glob("*.log")):
+        counts: Counter[str] = Counter()
+        for line in path.read_text("utf-8", "replace").splitlines():
+            match = _LEVEL.search(line)
+            if match:
+                counts[_NOISE.sub("#", line[match.start() :])[:200]] += 1
+        if counts:
+            found[path.stem] = dict(counts.most_common(limit))
+    return found
+
+
+def write(report: dict[str, Any], out: Path) -> tuple[Path, Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = out / "report.json", out / "report.md"
+    json_path.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
+    md_path.write_text(markdown(report), encoding="utf-8")
+    return json_path, md_path
+
+
+def _mb(n: float) -> str:
+    return f"{n / 2**20:,.0f} MiB"
+
+
+def _cpu(run: dict[str, Any]) -> str:
+    procs = " + ".join(f"{c:.2f}" for c in run["cpu_cores"]) or "n/a"
+    return f"{procs} ({run['machine_busy_cores']:.2f})"
+
+
+def summary_table(r: dict[str, Any]) -> str:
+    d = r["details"]
+    two = d["engine_2workers"]
+    rows = [
+        "| contender | events/s per process | engine / contender | cores used (machine) "
+        "| RSS at end of window |",
+        "|---|---:|---:|---:|---:|",
+        f"| raw | {r['raw_eps']:,.0f} | {r['engine_vs_raw']:.4f} | {_cpu(d['raw'])} | "
+        f"{_mb(d['raw']['rss_bytes'][0])} |",
+        f"| naive_faust | {r['naive_faust_eps']:,.0f} | {r['engine_vs_naive']:.4f} | "
+        f"{_cpu(d['naive_faust'])} | {_mb(d['naive_faust']['rss_bytes'][0])} |",
+        f"| engine | {r['engine_eps']:,.0f} | 1 | {_cpu(d['engine'])} | "
+        f"{_mb(d['engine']['rss_bytes'][0])} |",
+        f"| engine, 2 workers | {r['engine_2workers_eps_per_process']:,.0f} "
+        f"({r['engine_2workers_eps']:,.0f} together) | | {_cpu(two)} | "
+        f"{' + '.join(_mb(b) for b in two['rss_bytes'])} |",
+    ]
+    return "\n".join(rows)
+
+
+def markdown(r: dict[str, Any]) -> str:
+    d, cfg = r["details"], r["config"]
+    lat = d["latency"]
+    lines = [
+        "# Benchmark: raw, naive Faust and the engine",
+        "",
+        f"Run of {r['elapsed_s']:.0f} s on {r['environment']['cpus']} cores of the engine at "
+        f"commit {r['environment']['engine_commit'] or '?'}"
+        f"{' with uncommitted changes' if r['environment']['engine_uncommitted_changes'] else ''}"
+        ", one real Apache "
+        f"Kafka broker; input: {d['input']['events']:,} events of {d['input']['customers']:,} "
+        f"customers ({d['input']['bytes'] / 2**20:,.0f} MiB, {d['input']['partitions']} "
+        "partitions).",
+        "",
+        "## Throughput",
+        "",
+        summary_table(r),
+        "",
+        "Cores used: the contender's own processes over the window (machine-wide busy "
+        "cores in brackets, the broker and the benchmark's poller included; 2 cores in all).",
+        "",
+        f"Engine window: {d['engine']['records_in_window']:,} events in "
+        f"{d['engine']['window_s']:.1f} s, {d['engine']['stage_changes_per_event']:.2f} stage "
+        f"changes per event; measured by: {d['engine']['method']}.",
+        "",
+        "## Latency (event published to stage change readable)",
+        "",
+        f"At {lat['achieved_rate_eps']:,.0f} events/s (half the engine's rate), "
+        f"{lat['samples']:,} samples from {lat['events']:,} events: "
+        f"**p50 {r['latency_p50_s'] * 1000:,.1f} ms, p99 {r['latency_p99_s'] * 1000:,.1f} ms** "
+        f"(max {lat['max_s'] * 1000:,.1f} ms). After the last publish the worker needed "
+        f"{lat['drain_s']:.1f} s to commit everything (about one commit interval, "
+        f"{cfg['commit_interval']:g} s, when it kept up; more means a backlog built up and "
+        "the latency includes queueing).",
+        "",
+        "## Table recovery and memory",
+        "",
+        "| store | customers written | empty worker ready | ready after recovery | "
+        f"recovery, {cfg['recovery_target']:,} customers | RSS per customer |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for store, rec in ((k, d["recovery"][k]) for k in ("memory", "rocksdb") if k in d["recovery"]):
+        scaled = " (extrapolated)" if rec["extrapolated"] else ""
+        lines.append(
+            f"| {store} | {rec['customers']:,} | {rec['ready_empty_s']:.1f} s | "
+            f"{rec['ready_s']:.1f} s | {rec['recovery_target_s']:.1f} s{scaled} | "
+            f"{rec['rss_per_customer_bytes']:,.0f} B |"
+        )
+    if "rocksdb" in d["recovery"]:
+        rdb = d["recovery"]["rocksdb"]
+        lines += [
+            "",
+            f"RocksDB keeps the table on disk ({rdb['disk_per_customer_bytes']:,.0f} B per "
+            "customer after recovery); its RSS is mostly memtables and block cache.",
+        ]
+    lines += ["", "## Method", ""]
+    lines += [f"- **{k}**: {v}" for k, v in r["method"].items()]
+    lines += ["", "## Phases (s)", ""]
+    lines += [f"- {k}: {v}" for k, v in d["phase_seconds"].items()]
+    if r["log_warnings"]:
+        lines += ["", "## Warnings and errors in the contenders' logs", ""]
+        for name, counts in r["log_warnings"].items():
+            lines.append(f"- `{name}`:")
+            lines += [f"  - {n}x `{text}`" for text, n in counts.items()]
+    lines += ["", "## report.json", "", "```json"]
+    lines.append(
+        orjson.dumps({k: r[k] for k in REQUIRED_KEYS}, option=orjson.OPT_INDENT_2).decode()
+    )
+    lines += ["```", ""]
+    return "\n".join(lines)

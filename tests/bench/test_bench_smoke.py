@@ -1,0 +1,54 @@
+"""The whole benchmark at tiny sizes on the session broker, so it never rots.
+
+No timing is asserted: only that every phase ran and the report is complete.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.bench.config import BenchConfig
+from tests.bench.report import REQUIRED_KEYS
+from tests.bench.runner import run_bench
+
+pytestmark = pytest.mark.integration
+
+
+def test_benchmark_runs_end_to_end_and_writes_a_complete_report(
+    kafka_bootstrap: str, redis_url: str, tmp_path: Path
+) -> None:
+    cfg = BenchConfig.scaled(
+        tmp_path / "out",
+        0.002,  # 200 customers, about 2,000 events
+        recovery_customers=10_000,
+        window_s=3.0,
+        latency_s=3.0,
+    )
+    built = run_bench(cfg, kafka_bootstrap, redis_url)
+
+    on_disk = json.loads((cfg.out / "report.json").read_text("utf-8"))
+    assert on_disk == json.loads(json.dumps(built))
+    for key in REQUIRED_KEYS:
+        value = on_disk[key]
+        assert type(value) in (int, float), (key, value)
+        assert value > 0, (key, value)
+    assert on_disk["engine_vs_raw"] == pytest.approx(on_disk["engine_eps"] / on_disk["raw_eps"])
+    assert on_disk["engine_vs_naive"] == pytest.approx(
+        on_disk["engine_eps"] / on_disk["naive_faust_eps"]
+    )
+    assert on_disk["latency_p99_s"] >= on_disk["latency_p50_s"]
+    details = on_disk["details"]
+    assert details["input"]["customers"] == 200
+    assert details["engine_2workers"]["processes"] == 2
+    assert details["recovery"]["changelog"]["records"] == 10_000
+    assert {"memory", "rocksdb"} <= set(details["recovery"])
+    assert all(
+        code == 0 for run in ("engine", "naive_faust") for code in details[run]["exit_codes"]
+    )
+
+    summary = (cfg.out / "report.md").read_text("utf-8")
+    for heading in ("## Throughput", "## Latency", "## Table recovery", "## Method"):
+        assert heading in summary
