@@ -26,7 +26,7 @@ from engine.admin import create_topics
 from engine.catalog import Catalog
 from engine.journey import resolve_model
 from engine.local.kafka import LocalKafka
-from engine.local.ports import free_port
+from engine.local.ports import free_port, terminate_process_group
 from engine.local.redis import LocalRedis
 from engine.settings import Settings
 from engine.simulate import SimStats, publish
@@ -78,20 +78,10 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
         return 0
     finally:
         if worker is not None:
-            _stop(worker)
+            terminate_process_group(worker, 20.0, "worker")
         redis.stop()
         kafka.stop()
         print("stopped broker, redis and worker", flush=True)
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 async def _live(

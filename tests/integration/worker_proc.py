@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from engine.local.ports import free_port
+from engine.local.ports import free_port, terminate_process_group
 from engine.settings import Settings
 
 
@@ -64,13 +63,7 @@ class WorkerProcess:
         proc = self.proc
         if proc is None:
             return self.returncode
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        terminate_process_group(proc, 30.0, "worker")
         self.proc = None
         self.returncode = proc.returncode
         return proc.returncode
