@@ -37,7 +37,6 @@ class Settings:
     history_limit: int = 20
     event_loop: str = "uvloop"
     batch_max: int = 1000
-    batch_delivery: bool = True
     state_cache_size: int = 100_000
     batch_within_s: float = 0.02
     store: str = "memory://"

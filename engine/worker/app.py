@@ -24,7 +24,6 @@ from engine.clock import Clock, WallClock
 from engine.journey import CustomerState, StageMachine, resolve_model
 from engine.metrics import Metrics
 from engine.settings import Settings
-from engine.worker.consumer import BatchDeliveringTransport
 from engine.worker.processor import Processor, Record
 from engine.worker.state_store import StateStore
 from engine.worker.web import add_metrics_page
@@ -76,8 +75,6 @@ class JourneyApp:
             producer_linger=0.005,
             autodiscover=False,
         )
-        if settings.batch_delivery:
-            self.app.transport = BatchDeliveringTransport(self.app.conf.broker_consumer, self.app)
         self.table = self.app.Table(
             TABLE_NAME,
             default=None,
