@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry
 
 from engine.catalog import Catalog
 from engine.clock import Clock, WallClock
-from engine.journey import CustomerState, StageMachine, resolve_model
+from engine.journey import StageMachine, resolve_model
 from engine.metrics import Metrics
 from engine.settings import Settings
 from engine.worker.processor import Processor, Record
@@ -142,9 +142,6 @@ class JourneyApp:
 
     async def _partitions_moved(self, *args: Any, **kwargs: Any) -> None:
         self.store.forget_all()
-
-    def state_of(self, customer_id: str) -> CustomerState | None:
-        return self.store.get(customer_id.encode("utf-8"))
 
 
 def _record(message: Any) -> Record:

@@ -29,7 +29,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--window", type=float, default=None, help="throughput window cap (s)")
     p.add_argument("--latency-seconds", type=float, default=None)
     p.add_argument("--commit-interval", type=float, default=None, help="seconds, all contenders")
-    p.add_argument("--guarantee", choices=["at_least_once", "exactly_once"], default=None)
+    p.add_argument("--guarantee", choices=["at_least_once"], default=None)
     p.add_argument(
         "--budget",
         type=float,
