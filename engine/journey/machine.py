@@ -121,7 +121,6 @@ class StageMachine:
         visits[rule.to] = visits.get(rule.to, 0) + 1
         move = Move(state.stage, rule.to, at, rule.name, event.message_id)
         history = (*state.history, move)[-self.history_limit :]
-        previous = state.stage_entered_at
         moved = replace(
             state,
             stage=rule.to,
@@ -143,9 +142,7 @@ class StageMachine:
             message_id=event.message_id,
             event=event.label,
             visit=visits[rule.to],
-            time_in_previous_s=None
-            if previous is None
-            else max(0.0, (at - previous).total_seconds()),
+            time_in_previous_s=state.time_in_stage_s(at),
             late=late,
         )
         return moved, [change]

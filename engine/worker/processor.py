@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
 from engine.catalog import Catalog
@@ -89,7 +90,7 @@ class Processor:
             try:
                 event = decode(record.value, record.headers, max_bytes=self.max_message_bytes)
             except BadInput as exc:
-                outgoing.append(self._dead_letter(record, exc))
+                outgoing.append(self._dead_letter(record, exc, now))
                 dead[exc.reason] += 1
                 counts["unknown", "dead_letter"] += 1
                 continue
@@ -132,13 +133,13 @@ class Processor:
         for reason, n in dead.items():
             metrics.dead_letters.labels(reason).inc(n)
 
-    def _dead_letter(self, record: Record, error: BadInput) -> Outgoing:
+    def _dead_letter(self, record: Record, error: BadInput, now: datetime) -> Outgoing:
         headers = dead_letter_headers(
             error,
             topic=record.topic,
             partition=record.partition,
             offset=record.offset,
             timestamp_ms=record.timestamp_ms,
-            failed_at=self.clock.now(),
+            failed_at=now,
         )
         return Outgoing(self.dead_letter, record.key, record.value, [*record.headers, *headers])
