@@ -19,8 +19,6 @@ from pathlib import Path
 
 import orjson
 from aiokafka import AIOKafkaConsumer
-from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError
 
 from engine.admin import create_topics
 from engine.catalog import Catalog
@@ -28,6 +26,7 @@ from engine.journey import resolve_model
 from engine.local.kafka import LocalKafka
 from engine.local.ports import free_port, terminate_process_group
 from engine.local.redis import LocalRedis
+from engine.metrics import processed_events, scrape
 from engine.settings import Settings
 from engine.simulate import SimStats, publish
 
@@ -104,7 +103,7 @@ async def _live(
     tasks = [
         asyncio.create_task(_traffic(settings, args, sim, stop)),
         asyncio.create_task(_consume(consumer, catalog, tally)),
-        asyncio.create_task(_progress(settings, catalog, tally)),
+        asyncio.create_task(_progress(settings, tally)),
     ]
     started = loop.time()
     order = _stage_order(settings)
@@ -163,25 +162,16 @@ async def _consume(consumer: AIOKafkaConsumer, catalog: Catalog, tally: Tally) -
         tally.changes += 1
 
 
-async def _progress(settings: Settings, catalog: Catalog, tally: Tally) -> None:
-    """How many input records the worker has committed, from its consumer group."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await admin.start()
-    inputs = {catalog.name(Catalog.TOUCHPOINTS)}
-    try:
-        while True:
-            await asyncio.sleep(1.0)
-            try:
-                offsets = await admin.list_consumer_group_offsets(settings.app_id)
-            except KafkaError:
-                continue  # the group may not have formed yet; asked again next second
-            tally.processed = sum(
-                meta.offset
-                for tp, meta in offsets.items()
-                if tp.topic in inputs and meta.offset > 0
-            )
-    finally:
-        await admin.close()
+async def _progress(settings: Settings, tally: Tally) -> None:
+    """How many touchpoints the worker is done with, from its /metrics page."""
+    url = f"http://{settings.web_host}:{settings.web_port}/metrics"
+    while True:
+        await asyncio.sleep(1.0)
+        try:
+            page = await asyncio.to_thread(scrape, url)
+        except OSError:
+            continue  # the worker's web server may not be up yet; asked again next second
+        tally.processed = processed_events(page)
 
 
 async def _drain(tally: Tally, sim: SimStats, timeout: float) -> None:

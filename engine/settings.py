@@ -37,8 +37,9 @@ class Settings:
     history_limit: int = 20
     event_loop: str = "uvloop"
     batch_max: int = 1000
+    batch_max_bytes: int = 1024 * 1024
+    batcher_commit_interval_s: float = 1.0
     state_cache_size: int = 100_000
-    batch_within_s: float = 0.02
     store: str = "memory://"
     data_dir: str = ".journey-data"
     web_host: str = "127.0.0.1"
@@ -87,8 +88,12 @@ class Settings:
             raise SettingsError("JOURNEY_EVENT_LOOP must be uvloop or asyncio")
         if self.state_cache_size < 1:
             raise SettingsError("JOURNEY_STATE_CACHE_SIZE must be >= 1")
-        if self.batch_max < 1 or self.batch_within_s <= 0:
-            raise SettingsError("JOURNEY_BATCH_MAX must be >= 1 and JOURNEY_BATCH_WITHIN_S > 0")
+        if self.batch_max < 1:
+            raise SettingsError("JOURNEY_BATCH_MAX must be >= 1")
+        if not 64 * 1024 <= self.batch_max_bytes <= 8 * 1024 * 1024:
+            raise SettingsError("JOURNEY_BATCH_MAX_BYTES must be between 65536 and 8388608")
+        if self.batcher_commit_interval_s <= 0:
+            raise SettingsError("JOURNEY_BATCHER_COMMIT_INTERVAL_S must be > 0")
         if self.max_message_bytes < 256:
             raise SettingsError("JOURNEY_MAX_MESSAGE_BYTES must be >= 256")
         if self.processing_guarantee != "at_least_once":

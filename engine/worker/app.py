@@ -6,25 +6,30 @@ The agent only turns Faust events into :class:`Record` and hands them to the
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, MutableMapping
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import faust
 from faust.streams import _current_event  # the context behind faust.current_event()
-from faust.types import EventT
+from faust.types import TP, EventT
+from faust.types.stores import StoreT
 from mode.supervisors import CrashingSupervisor
 from prometheus_client import CollectorRegistry
 
+from engine import envelope
 from engine.catalog import Catalog
 from engine.clock import Clock, WallClock
+from engine.ingest import BadInput
 from engine.journey import StageMachine, resolve_model
+from engine.messages import dead_letter_headers
 from engine.metrics import Metrics
 from engine.settings import Settings
+from engine.worker.batcher import Batcher
 from engine.worker.processor import Processor, Record
+from engine.worker.sink import Sink
 from engine.worker.state_store import StateStore
 from engine.worker.web import add_metrics_page
 
@@ -73,6 +78,9 @@ class JourneyApp:
             web_port=settings.web_port,
             web_bind=settings.web_host,
             producer_linger=0.005,
+            # Each message is a batch of up to batch_max touchpoints: buffer few.
+            stream_buffer_maxsize=16,
+            broker_max_poll_records=16,
             autodiscover=False,
         )
         self.table = self.app.Table(
@@ -83,15 +91,18 @@ class JourneyApp:
             partitions=partitions,
         )
         self.source = self.app.topic(
-            self.catalog.name(Catalog.TOUCHPOINTS),
-            self.catalog.name(Catalog.REKEYED),
+            self.catalog.name(Catalog.BATCHES),
             key_type=bytes,
             value_type=bytes,
             key_serializer="raw",
             value_serializer="raw",
             partitions=partitions,
         )
-        self.store = StateStore(self.table, settings.state_cache_size)
+        # The agent writes the store directly and sends the changelog records
+        # itself, in record batches (engine/worker/sink.py), instead of one
+        # Faust send per table write.
+        self.store = StateStore(_TableStore(self.table), settings.state_cache_size)
+        self.sink = Sink(settings)
         self.app.on_partitions_revoked.connect(self._partitions_moved)
         self.app.on_partitions_assigned.connect(self._partitions_moved)
         self.processor = Processor(
@@ -102,6 +113,14 @@ class JourneyApp:
             metrics=self.metrics,
             max_message_bytes=settings.max_message_bytes,
         )
+        self.dead_letter = self.catalog.name(Catalog.DEAD_LETTER)
+        batcher_settings, batcher_catalog = settings, self.catalog
+
+        @self.app.service
+        class _Batcher(Batcher):
+            def __init__(self, **kwargs: Any) -> None:
+                super().__init__(batcher_settings, batcher_catalog, **kwargs)
+
         add_metrics_page(self.app, self.registry)
         # A crashed agent stops the worker: an infrastructure or programming error
         # must not leave a worker that looks alive but processes nothing.
@@ -110,47 +129,104 @@ class JourneyApp:
         )
 
     async def _agent(self, stream: faust.StreamT[bytes]) -> None:
-        settings = self.settings
-        assert isinstance(stream, faust.Stream)  # take_events is on the class only
-        # Changelog writes queue in Faust's producer buffer, which warns and stalls
-        # the consumer above 100 pending records; a batch writes up to batch_max.
-        buffer = self.app.producer.buffer
-        buffer.max_messages = max(buffer.max_messages, 2 * settings.batch_max)
-        async for events in stream.take_events(settings.batch_max, settings.batch_within_s):
-            await self._handle(events)
+        sink = self.sink
+        if not sink._started.is_set():
+            # Started here, not at app start: the agent may get its first batch
+            # before Faust starts extra services. The app stops it on shutdown.
+            await self.app.add_runtime_dependency(sink)
+            await sink.prepare(
+                self.catalog.name(key)
+                for key in (Catalog.STAGE_CHANGES, Catalog.REKEYED, Catalog.DEAD_LETTER)
+            )
+        async for event in stream.events():
+            await self._handle(event)
 
-    async def _handle(self, events: Sequence[EventT[bytes]]) -> None:
-        """One batch: apply, send without waiting one by one, one table write per
-        changed customer, then wait for every send before Faust acks the batch."""
-        result = self.processor.process([_record(e.message) for e in events])
-        send = self.app.producer.send
-        pending = [
-            await send(out.topic, out.key, out.value, None, None, out.headers)
-            for out in result.outgoing
-        ]
-        store = self.store
-        for key, (state, index) in result.changed.items():
-            # The changelog write goes to the partition of the record that changed
-            # the customer; Faust reads it from the current event.
-            token = _current_event.set(weakref.ref(events[index]))
+    async def _handle(self, event: EventT[bytes]) -> None:
+        """One batch message: apply its records, write each changed customer to
+        the table once, and send the changelog records and the output as record
+        batches; Faust acks the batch message only after all are acknowledged."""
+        message = event.message
+        try:
+            batch = envelope.decode(message.value or b"")
+        except envelope.BadEnvelope as exc:
+            await self._reject(message, exc)
+            return
+        topic, partition = batch.topic, batch.partition
+        result = self.processor.process(
+            [
+                Record(topic, partition, r.offset, r.key, r.value, r.headers, r.timestamp_ms)
+                for r in batch.records
+            ]
+        )
+        sink, store = self.sink, self.store
+        for out in result.outgoing:
+            sink.add(out.topic, out.key, out.value, out.headers)
+        if result.changed:
+            changelog = self.table.changelog_topic.get_topic_name()
+            # The store writes under the current event's partition (RocksDB keeps one
+            # database per partition): the batch message's, the customers' partition.
+            token = _current_event.set(weakref.ref(event))
             try:
-                store.put(key, state)
+                for key, (state, _index) in result.changed.items():
+                    sink.add(changelog, key, store.put(key, state), partition=message.partition)
             finally:
                 _current_event.reset(token)
-        if pending:
-            await asyncio.gather(*pending)
+        changelog = self.table.changelog_topic.get_topic_name()
+        data = cast(StoreT[bytes, bytes], self.table.data)
+        for written in await sink.flush():
+            if written.topic == changelog:
+                # What Faust does after its own changelog sends: RocksDB remembers
+                # the offset so a restart reads only the changelog after it.
+                tp = TP(written.topic, written.partition)
+                data.set_persisted_offset(tp, written.base + written.count - 1)
+
+    async def _reject(self, message: Any, error: envelope.BadEnvelope) -> None:
+        """A batch message that cannot be read goes to the dead-letter topic whole."""
+        log.error(
+            "unreadable touchpoint batch at %s[%s]@%s: %s",
+            message.topic,
+            message.partition,
+            message.offset,
+            error,
+        )
+        headers = dead_letter_headers(
+            BadInput("bad_batch", str(error)),
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            timestamp_ms=int(message.timestamp * 1000) if message.timestamp else None,
+            failed_at=self.processor.clock.now(),
+        )
+        self.metrics.dead_letters.labels("bad_batch").inc()
+        self.metrics.events.labels("unknown", "dead_letter").inc()
+        self.sink.add(self.dead_letter, message.key, message.value, headers)
+        await self.sink.flush()
 
     async def _partitions_moved(self, *args: Any, **kwargs: Any) -> None:
         self.store.forget_all()
 
 
-def _record(message: Any) -> Record:
-    return Record(
-        topic=message.topic,
-        partition=message.partition,
-        offset=message.offset,
-        key=message.key,
-        value=message.value,
-        headers=list(message.headers or ()),
-        timestamp_ms=int(message.timestamp * 1000) if message.timestamp else None,
-    )
+class _TableStore(MutableMapping[bytes, bytes]):
+    """The table's store itself: reads and writes that send no changelog record."""
+
+    def __init__(self, table: Any) -> None:
+        self._table = table
+
+    def __getitem__(self, key: bytes) -> bytes:
+        value: bytes = self._table.data[key]
+        return value
+
+    def get(self, key: bytes, default: Any = None) -> Any:
+        return self._table.data.get(key, default)
+
+    def __setitem__(self, key: bytes, value: bytes) -> None:
+        self._table.data[key] = value
+
+    def __delitem__(self, key: bytes) -> None:
+        del self._table.data[key]
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._table.data)
+
+    def __len__(self) -> int:
+        return len(self._table.data)

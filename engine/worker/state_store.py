@@ -56,10 +56,12 @@ class StateStore:
         self._remember(key, state)
         return state
 
-    def put(self, key: bytes, state: CustomerState) -> None:
-        """Write through: the table (and its changelog) gets the bytes."""
-        self.table[key] = encode_state(state)
+    def put(self, key: bytes, state: CustomerState) -> bytes:
+        """Write through: the table gets the bytes, which are returned (the
+        changelog record's value)."""
+        raw = self.table[key] = encode_state(state)
         self._remember(key, state)
+        return raw
 
     def forget_all(self) -> None:
         self._cache.clear()

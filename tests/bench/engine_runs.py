@@ -18,7 +18,7 @@ from engine.catalog import Catalog
 from engine.local.ports import free_port
 from engine.settings import Settings
 from engine.simulate import encode, journeys
-from tests.bench.kafka_util import GroupProgress
+from tests.bench.kafka_util import MetricsProgress
 from tests.bench.procs import Proc
 
 
@@ -67,6 +67,15 @@ def engine_settings(
 def engine_proc(setup: EngineSetup, settings: Settings, name: str) -> Proc:
     env = {**settings.to_env(), "BROKER_COMMIT_INTERVAL": str(setup.commit_interval)}
     return Proc(name, ["-m", "engine.cli", "worker"], env, setup.log_root / f"{name}.log")
+
+
+def metrics_url(settings: Settings) -> str:
+    return f"http://{settings.web_host}:{settings.web_port}/metrics"
+
+
+def engine_progress(settings: list[Settings]) -> MetricsProgress:
+    """Touchpoints the workers are done with (their /metrics), not the batcher's offsets."""
+    return MetricsProgress([metrics_url(s) for s in settings], settings[0].app_id)
 
 
 def percentile(samples: list[float], q: float) -> float:
@@ -135,9 +144,7 @@ async def measure_latency(
             pending.append(await producer.send(catalog.name(Catalog.TOUCHPOINTS), value, key=key))
         await asyncio.gather(*pending)
         publish_s = time.monotonic() - began
-        async with GroupProgress(
-            settings.kafka_bootstrap, settings.app_id, catalog.name(Catalog.TOUCHPOINTS)
-        ) as progress:
+        async with engine_progress([settings]) as progress:
             caught_up = await progress.wait_for(len(records), procs, timeout=120 + seconds * 4)
         drain_s = caught_up - began - publish_s
         await asyncio.sleep(1.0)  # the last changes are sent before the commit; let them in

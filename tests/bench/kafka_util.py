@@ -14,6 +14,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from aiokafka.partitioner import DefaultPartitioner
 
+from engine.metrics import processed_events, scrape
 from tests.bench.procs import CpuSnapshot, Proc
 
 
@@ -134,31 +135,19 @@ class Throughput:
         }
 
 
-class GroupProgress:
-    """Polls a consumer group's committed offsets on one topic (sum over partitions)."""
+class Progress:
+    """How many input records a contender is done with, polled; ``label`` names it."""
 
-    def __init__(self, bootstrap: str, group: str, topic: str) -> None:
-        self.group = group
-        self.topic = topic
-        self.admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    label = "contender"
 
-    async def __aenter__(self) -> GroupProgress:
-        await self.admin.start()
+    async def __aenter__(self) -> Progress:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.admin.close()
+        return None
 
     async def committed(self) -> int:
-        try:
-            offsets = await self.admin.list_consumer_group_offsets(self.group)
-        except KafkaError:  # no such group yet, or its coordinator is still loading
-            return 0
-        return sum(
-            meta.offset
-            for tp, meta in offsets.items()
-            if tp.topic == self.topic and meta.offset > 0
-        )
+        raise NotImplementedError
 
     async def wait_for(self, target: int, procs: list[Proc], timeout: float) -> float:
         """Wait until the group committed ``target`` records; returns when it did."""
@@ -167,7 +156,7 @@ class GroupProgress:
             for proc in procs:
                 proc.check_alive()
             if time.monotonic() > deadline:
-                raise RuntimeError(f"group {self.group} did not commit {target} in {timeout}s")
+                raise RuntimeError(f"group {self.label} did not commit {target} in {timeout}s")
             await asyncio.sleep(0.1)
         return time.monotonic()
 
@@ -222,7 +211,7 @@ class GroupProgress:
                 break
             if start is None and now > deadline:
                 raise RuntimeError(
-                    f"group {self.group} got no warm commit in {startup_timeout:.0f}s "
+                    f"group {self.label} got no warm commit in {startup_timeout:.0f}s "
                     f"(committed {value} of {total})"
                 )
             await asyncio.sleep(poll_s)
@@ -241,3 +230,48 @@ class GroupProgress:
         if cpu_start is not None and cpu_end is not None and cpu_end.at > cpu_start.at:
             result.cpu_cores, result.machine_busy_cores = cpu_end.cores_since(cpu_start)
         return result
+
+
+class GroupProgress(Progress):
+    """Polls a consumer group's committed offsets on one topic (sum over partitions)."""
+
+    def __init__(self, bootstrap: str, group: str, topic: str) -> None:
+        self.group = self.label = group
+        self.topic = topic
+        self.admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+
+    async def __aenter__(self) -> GroupProgress:
+        await self.admin.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.admin.close()
+
+    async def committed(self) -> int:
+        try:
+            offsets = await self.admin.list_consumer_group_offsets(self.group)
+        except KafkaError:  # no such group yet, or its coordinator is still loading
+            return 0
+        return sum(
+            meta.offset
+            for tp, meta in offsets.items()
+            if tp.topic == self.topic and meta.offset > 0
+        )
+
+
+class MetricsProgress(Progress):
+    """Sums the touchpoints engine workers are done with, scraped from their /metrics
+    (``engine.metrics.processed_events``); the latest complete scrape counts."""
+
+    def __init__(self, urls: list[str], label: str) -> None:
+        self.urls = urls
+        self.label = label
+        self._last = 0
+
+    async def committed(self) -> int:
+        try:
+            pages = await asyncio.gather(*(asyncio.to_thread(scrape, url) for url in self.urls))
+        except OSError:  # a worker's web server is not up yet
+            return self._last
+        self._last = sum(processed_events(page) for page in pages)
+        return self._last

@@ -30,8 +30,14 @@ from engine.catalog import Catalog
 from engine.settings import Settings
 from tests.bench import recovery, report
 from tests.bench.config import BenchConfig
-from tests.bench.engine_runs import EngineSetup, engine_proc, engine_settings, measure_latency
-from tests.bench.kafka_util import GroupProgress, create_topic, total_records
+from tests.bench.engine_runs import (
+    EngineSetup,
+    engine_proc,
+    engine_progress,
+    engine_settings,
+    measure_latency,
+)
+from tests.bench.kafka_util import GroupProgress, Progress, create_topic, total_records
 from tests.bench.procs import RAW_READY, Proc, _pythonpath
 
 log = logging.getLogger("tests.bench")
@@ -152,7 +158,7 @@ class Bench:
         argv = ["-m", "tests.bench.raw_loop", self.bootstrap, self.input_topic, group, out]
         argv += [str(self.cfg.commit_interval), self.event_loop]
         proc = Proc("raw", argv, {}, self.logs / "raw.log", ready_line=RAW_READY)
-        return await self._throughput([proc], group)
+        return await self._throughput([proc], self._group(group))
 
     async def naive_faust(self) -> dict[str, Any]:
         app_id = f"{self.ns}-naive"
@@ -168,12 +174,12 @@ class Bench:
             "BENCH_EVENT_LOOP": self.event_loop,
         }
         proc = Proc("naive_faust", ["-m", "tests.bench.naive_faust"], env, self.logs / "naive.log")
-        return await self._throughput([proc], app_id)
+        return await self._throughput([proc], self._group(app_id))
 
     async def engine(self) -> dict[str, Any]:
         settings = engine_settings(self.setup, f"{self.ns}-engine", self.input_topic)
         result = await self._throughput(
-            [engine_proc(self.setup, settings, "engine")], settings.app_id
+            [engine_proc(self.setup, settings, "engine")], engine_progress([settings])
         )
         changes = await total_records(self.bootstrap, Catalog(settings).name(Catalog.STAGE_CHANGES))
         result["stage_changes"] = changes
@@ -198,15 +204,12 @@ class Bench:
 
     async def two_workers(self) -> dict[str, Any]:
         app_id = f"{self.ns}-two"
-        procs = [
-            engine_proc(
-                self.setup,
-                engine_settings(self.setup, app_id, self.input_topic, node=f"-{node}"),
-                f"engine-2workers-{node}",
-            )
+        nodes = [
+            (engine_settings(self.setup, app_id, self.input_topic, node=f"-{node}"), node)
             for node in ("a", "b")
         ]
-        return await self._throughput(procs, app_id)
+        procs = [engine_proc(self.setup, s, f"engine-2workers-{node}") for s, node in nodes]
+        return await self._throughput(procs, engine_progress([s for s, _ in nodes]))
 
     def recovery_size(self) -> int:
         """The most customers whose recovery still ends the run within the budget."""
@@ -244,11 +247,14 @@ class Bench:
 
     # ------------------------------------------------------------------ helpers
 
-    async def _throughput(self, procs: list[Proc], group: str) -> dict[str, Any]:
+    def _group(self, group: str) -> GroupProgress:
+        return GroupProgress(self.bootstrap, group, self.input_topic)
+
+    async def _throughput(self, procs: list[Proc], progress: Progress) -> dict[str, Any]:
         for proc in procs:
             proc.start()
         try:
-            async with GroupProgress(self.bootstrap, group, self.input_topic) as progress:
+            async with progress:
                 measured = await progress.measure(
                     self.total,
                     procs,
