@@ -41,6 +41,7 @@ class Settings:
     batcher_commit_interval_s: float = 1.0
     state_cache_size: int = 100_000
     store: str = "memory://"
+    standby_replicas: int = 0
     data_dir: str = ".journey-data"
     web_host: str = "127.0.0.1"
     web_port: int = 6066
@@ -86,6 +87,8 @@ class Settings:
             raise SettingsError("JOURNEY_PARTITIONS must be >= 0 (0: the catalog's count)")
         if self.event_loop not in ("uvloop", "asyncio"):
             raise SettingsError("JOURNEY_EVENT_LOOP must be uvloop or asyncio")
+        if self.standby_replicas < 0:
+            raise SettingsError("JOURNEY_STANDBY_REPLICAS must be >= 0")
         if self.state_cache_size < 1:
             raise SettingsError("JOURNEY_STATE_CACHE_SIZE must be >= 1")
         if self.batch_max < 1:

@@ -29,6 +29,7 @@ from engine.metrics import Metrics
 from engine.settings import Settings
 from engine.worker.batcher import Batcher
 from engine.worker.processor import Processor, Record
+from engine.worker.recovery import BulkRecoveryTableManager
 from engine.worker.sink import Sink
 from engine.worker.state_store import StateStore
 from engine.worker.web import add_metrics_page
@@ -82,6 +83,8 @@ class JourneyApp:
             stream_buffer_maxsize=16,
             broker_max_poll_records=16,
             autodiscover=False,
+            TableManager=BulkRecoveryTableManager,
+            table_standby_replicas=settings.standby_replicas,
         )
         self.table = self.app.Table(
             TABLE_NAME,
