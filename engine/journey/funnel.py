@@ -47,7 +47,7 @@ class StageTally:
     reached: int = 0
     exits_to: Counter[str] = field(default_factory=Counter)
     time_counts: list[int] = field(default_factory=lambda: [0] * (len(TIME_BOUNDS_S) + 1))
-    time_sum_s: float = 0.0
+    time_sum_ms: int = 0  # whole milliseconds: sums are exact in any order
     stalled: int = 0
 
     @property
@@ -61,7 +61,7 @@ class StageTally:
                 index = i
                 break
         self.time_counts[index] += 1
-        self.time_sum_s += seconds
+        self.time_sum_ms += round(seconds * 1000)
 
     def time_quantile(self, q: float) -> float | None:
         """Estimated like Prometheus' histogram_quantile: linear within a bucket."""
@@ -84,7 +84,7 @@ class StageTally:
         self.reached += other.reached
         self.exits_to.update(other.exits_to)
         self.time_counts = [a + b for a, b in zip(self.time_counts, other.time_counts, strict=True)]
-        self.time_sum_s += other.time_sum_s
+        self.time_sum_ms += other.time_sum_ms
         self.stalled += other.stalled
 
 
@@ -199,8 +199,8 @@ class ModelFunnel:
                 "bounds_s": list(TIME_BOUNDS_S),
                 "counts": list(t.time_counts),
                 "count": count,
-                "sum_s": t.time_sum_s,
-                "mean_s": t.time_sum_s / count if count else None,
+                "sum_s": t.time_sum_ms / 1000,
+                "mean_s": t.time_sum_ms / 1000 / count if count else None,
                 "p50_s": t.time_quantile(0.5),
                 "p90_s": t.time_quantile(0.9),
             },
@@ -294,7 +294,7 @@ class Funnel:
                     reached=int(s["reached"]),
                     exits_to=Counter({str(k): int(v) for k, v in s["exits_to"].items()}),
                     time_counts=counts,
-                    time_sum_s=sum_s,
+                    time_sum_ms=round(sum_s * 1000),
                     stalled=int(s["stalled"]),
                 )
         return funnel

@@ -15,7 +15,8 @@ from prometheus_client import CollectorRegistry
 from engine.journey import CustomerState
 from engine.metrics import Metrics
 from engine.profiles import ProfileExtras, TriggerRecord
-from engine.redis_store import ProfileStore, ProfileStoreFailed, connect
+from engine.redis_client import connect
+from engine.redis_store import ProfileStore, ProfileStoreFailed
 from engine.settings import Settings
 from tests.integration.redis_servers import PinnedRedis, TlsRedis, make_certificates
 

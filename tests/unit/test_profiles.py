@@ -22,7 +22,8 @@ from engine.profiles import (
     profile_fields,
     read_profile,
 )
-from engine.redis_store import ProfileStore, connection_options
+from engine.redis_client import connection_options
+from engine.redis_store import ProfileStore
 from engine.settings import Settings, SettingsError
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
