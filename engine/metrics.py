@@ -174,6 +174,7 @@ class Metrics:
             buckets=REDIS_FLUSH_BUCKETS,
             registry=r,
         )
+        self._lag_labels: set[tuple[str, str]] = set()
         if process:
             ProcessCollector(registry=r)
             PlatformCollector(registry=r)
@@ -192,6 +193,19 @@ class Metrics:
                 self.time_in_stage.labels(change.model, change.from_stage).observe(
                     change.time_in_previous_s
                 )
+
+    def set_consumer_lag(self, lags: Mapping[tuple[str, int], int]) -> None:
+        """Lag of exactly the partitions given (``{(topic, partition): records}``).
+
+        Partitions set before and missing now (revoked) lose their series, so the lag
+        summed over the workers never counts a partition twice.
+        """
+        wanted = {(topic, str(partition)): lag for (topic, partition), lag in lags.items()}
+        for labels in self._lag_labels - wanted.keys():
+            self.consumer_lag.remove(*labels)
+        for labels, lag in wanted.items():
+            self.consumer_lag.labels(*labels).set(max(0, lag))
+        self._lag_labels = set(wanted)
 
     def count_triggers(self, decisions: Mapping[tuple[str, str], int]) -> None:
         """``{(trigger type, policy decision): n}`` for one batch."""

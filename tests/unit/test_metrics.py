@@ -182,3 +182,13 @@ def _python_info() -> dict[str, str]:
         "patchlevel": patch,
         "version": platform.python_version(),
     }
+
+
+def test_consumer_lag_keeps_only_the_partitions_owned(metrics: Metrics) -> None:
+    metrics.set_consumer_lag({("touchpoints", 0): 12, ("touchpoints", 1): 3})
+    metrics.set_consumer_lag({("touchpoints", 1): 5, ("journey.timers", 1): -2})
+    reg = metrics.registry
+    lag = "journey_consumer_lag_records"
+    assert reg.get_sample_value(lag, {"topic": "touchpoints", "partition": "0"}) is None
+    assert reg.get_sample_value(lag, {"topic": "touchpoints", "partition": "1"}) == 5
+    assert reg.get_sample_value(lag, {"topic": "journey.timers", "partition": "1"}) == 0
