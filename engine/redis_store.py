@@ -27,10 +27,11 @@ import itertools
 import logging
 import re
 import time
-from collections.abc import AsyncIterable, Iterable, Mapping
+from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import redis.asyncio as aioredis
 
 from engine.journey import CustomerState
@@ -43,12 +44,23 @@ log = logging.getLogger(__name__)
 
 Pending = tuple[CustomerState, ProfileExtras | None]
 
-# KEYS[1]: the profile hash; ARGV[1]: the state's applied events; ARGV[2..]: field, value...
+# One call per batch. KEYS: the profile hashes; ARGV[2i-1]: the applied events of the state
+# for KEYS[i], ARGV[2i]: its fields as a JSON object. Returns how many hashes were written.
 _WRITE_IF_NEWER = """
-local stored = tonumber(redis.call('HGET', KEYS[1], 'events'))
-if stored and stored > tonumber(ARGV[1]) then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 2))
-return 1
+local written = 0
+for i, key in ipairs(KEYS) do
+  local stored = tonumber(redis.call('HGET', key, 'events'))
+  if not stored or stored <= tonumber(ARGV[2 * i - 1]) then
+    local args = {}
+    for name, value in pairs(cjson.decode(ARGV[2 * i])) do
+      args[#args + 1] = name
+      args[#args + 1] = value
+    end
+    redis.call('HSET', key, unpack(args))
+    written = written + 1
+  end
+end
+return written
 """
 
 
@@ -268,7 +280,7 @@ class ProfileStore:
         self._inflight = batch
         try:
             started = time.perf_counter()
-            results = await self._write(batch.items())
+            written = await self._write(list(batch.items()))
             if self._metrics is not None:
                 self._metrics.redis_flush.observe(time.perf_counter() - started)
         except BaseException:
@@ -277,27 +289,27 @@ class ProfileStore:
         finally:
             self._inflight = {}
             self._set_gap()
-        written = sum(1 for r in results if r == 1)
         self.written += written
-        self.kept_newer += len(results) - written
+        self.kept_newer += len(batch) - written
         if self._metrics is not None:
             self._metrics.redis_written.inc(written)
 
-    async def _write(self, items: Iterable[tuple[str, Pending]]) -> list[int]:
-        """One pipelined round trip; raises the first per-command error."""
+    async def _write(self, items: Sequence[tuple[str, Pending]]) -> int:
+        """One round trip: the batch in one script call. Returns the profiles written."""
+        keys: list[str] = []
+        args: list[int | bytes] = []
+        key, dumps = self.key, orjson.dumps
+        for cid, (state, extra) in items:
+            keys.append(key(cid))
+            args += (state.events, dumps(profile_fields(state, extra)))
         script = self._script
         async with self._client.pipeline(transaction=False) as pipe:
             pipe.scripts.add(script)  # type: ignore[arg-type]  # execute() loads it if missing
-            for cid, (state, extra) in items:
-                args: list[str | int] = [self.key(cid), state.events]
-                for name, value in profile_fields(state, extra).items():
-                    args += (name, value)
-                pipe.evalsha(script.sha, 1, *args)
-            results = await pipe.execute(raise_on_error=False)
-        for result in results:
-            if isinstance(result, Exception):
-                raise result
-        return [int(r) for r in results]
+            pipe.evalsha(script.sha, len(keys), *keys, *args)
+            [result] = await pipe.execute(raise_on_error=False)
+        if isinstance(result, Exception):
+            raise result
+        return int(result)
 
     def _requeue(self, batch: dict[str, Pending]) -> None:
         pending = self._pending
@@ -341,9 +353,9 @@ class ProfileStore:
 
         async def write() -> None:
             nonlocal written, kept
-            results = await self._write(batch)
-            written += sum(1 for r in results if r == 1)
-            kept += sum(1 for r in results if r != 1)
+            done = await self._write(batch)
+            written += done
+            kept += len(batch) - done
             batch.clear()
 
         async for state in _aiter(states):

@@ -88,6 +88,11 @@ async def test_profiles_are_written_latest_state_wins(
     assert (await store.get("b") or {})["touches"] == {"web": 4}
     assert await store.get("nobody") is None
     assert store.written == 2
+    odd = 'ü "quoted" 客户 \\ \n'
+    store.offer([state(odd, 1, "retention")])
+    assert await store.flush(10)
+    assert await raw.hget(store.key(odd), "customer_id") == odd
+    assert await raw.hget(store.key(odd), "stage") == "retention"
     assert store.gap == 0
 
 
