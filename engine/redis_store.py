@@ -10,9 +10,9 @@ customers waiting, updates of further customers are dropped and counted, and
 :attr:`ProfileStore.needs_rebuild` turns True (``journey redis rebuild`` rewrites
 everything from the table).
 
-Each write is a small Lua script that sets the hash only if it holds no more
-applied events than the state being written, so a late retry, a rebuild or a worker
-that just lost the customer's partition never puts an older profile over a newer one.
+Each batch is one Lua script call that sets a hash only if it holds no more applied
+events than the state being written, so a late retry, a rebuild or a worker that
+just lost the customer's partition never puts an older profile over a newer one.
 
 Errors retrying cannot fix (a refused password or permission, a key of another type
 under the prefix, a certificate that does not verify) stop the store: the next

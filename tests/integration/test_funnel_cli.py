@@ -116,3 +116,28 @@ def test_a_file_that_is_not_a_funnel_is_a_clear_error(
     path.write_text('{"hello": 1}')
     assert main(["funnel", "--from", str(path)]) == 1
     assert "not a funnel document" in capsys.readouterr().err
+
+
+def test_funnel_from_a_url(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """What a worker's GET /funnel would serve, fetched over HTTP."""
+    import http.server
+    import threading
+    from functools import partial
+
+    f = Funnel([SAAS])
+    f.add_all(simulated_changes(40))
+    (tmp_path / "funnel").write_text(json.dumps(f.to_dict()))
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/funnel"
+        assert main(["funnel", "--from", url, "--json", str(tmp_path / "copy.json")]) == 0
+        assert f"funnel from {url}" in capsys.readouterr().out
+        assert json.loads((tmp_path / "copy.json").read_text()) == f.to_dict()
+        assert main(["funnel", "--from", url + "-missing"]) == 1
+        assert "404" in capsys.readouterr().err
+    finally:
+        server.shutdown()
+        server.server_close()
