@@ -111,6 +111,53 @@ def _models(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _funnel(settings: Settings, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from engine.catalog import Catalog
+    from engine.funnel_source import SourceError, funnel_from_document, funnel_from_topic
+    from engine.funnel_view import render_html, render_text
+
+    models = [resolve_model(name) for name in preset_names()]
+    own = resolve_model(settings.model)
+    models = [m for m in models if m.name != own.name] + [own]
+    try:
+        if args.source:
+            funnel = funnel_from_document(args.source, args.timeout)
+            where = args.source
+        else:
+            topic = args.topic or Catalog(settings).name(Catalog.STAGE_CHANGES)
+            funnel, read = asyncio.run(
+                funnel_from_topic(
+                    settings.kafka_bootstrap, topic, models, idle_timeout_s=args.timeout
+                )
+            )
+            where = f"{topic} on {settings.kafka_bootstrap} ({read.records:,} records)"
+            if read.skipped:
+                print(
+                    f"journey: left out {read.skipped} records that are not stage changes; "
+                    f"first: {read.first_skip}",
+                    file=sys.stderr,
+                )
+    except SourceError as exc:
+        print(f"journey: {exc}", file=sys.stderr)
+        return 1
+    doc = funnel.to_dict()
+    if args.model:
+        unknown = sorted(set(args.model) - set(doc["models"]))
+        if unknown:
+            print(f"journey: no stage changes of model {', '.join(unknown)}", file=sys.stderr)
+    print(f"funnel from {where}\n")
+    print(render_text(doc, args.model))
+    if args.json:
+        Path(args.json).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {args.json}")
+    if args.html:
+        Path(args.html).write_text(render_html(doc, where, args.model), encoding="utf-8")
+        print(f"wrote {args.html}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="journey", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -138,6 +185,22 @@ def build_parser() -> argparse.ArgumentParser:
     models = sub.add_parser("models", help="list, show or validate lifecycle models")
     models.add_argument("action", choices=["list", "show", "validate"])
     models.add_argument("model", nargs="?", default="saas", help="preset name or model file")
+
+    funnel = sub.add_parser(
+        "funnel",
+        help="the lifecycle funnel: from the stage-changes topic (beginning to end) or a "
+        "funnel JSON (file, URL or -)",
+    )
+    funnel.add_argument(
+        "--from", dest="source", metavar="FILE|URL|-", help="read a funnel JSON instead of Kafka"
+    )
+    funnel.add_argument("--topic", help="stage-changes topic (default: the catalog's)")
+    funnel.add_argument("--model", action="append", help="show only this model (repeatable)")
+    funnel.add_argument("--html", metavar="PATH", help="also write an HTML page with the chart")
+    funnel.add_argument("--json", metavar="PATH", help="also write the funnel JSON")
+    funnel.add_argument(
+        "--timeout", type=float, default=30.0, help="seconds without progress before giving up"
+    )
     return parser
 
 
@@ -147,6 +210,7 @@ COMMANDS = {
     "simulate": _simulate,
     "demo": _demo,
     "models": _models,
+    "funnel": _funnel,
 }
 
 

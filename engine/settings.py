@@ -14,6 +14,7 @@ class SettingsError(ValueError):
     """A ``JOURNEY_*`` variable has a value that cannot be used."""
 
 
+_SECRETS = frozenset({"redis_url", "redis_password"})
 _SECRET = re.compile(r"(//[^:/@]*:)([^@]+)(@)")
 
 
@@ -27,6 +28,19 @@ class Settings:
     app_id: str = "journey-engine"
     kafka_bootstrap: str = "127.0.0.1:9092"
     redis_url: str = field(default="redis://127.0.0.1:6379/0", repr=False)
+    # The Redis profile store (engine/redis_store.py).
+    redis_enabled: bool = True
+    redis_prefix: str = "journey:"
+    redis_password: str = field(default="", repr=False)  # instead of one in the URL
+    redis_tls_ca: str = ""  # CA bundle that signed the server's certificate (rediss://)
+    redis_tls_cert: str = ""  # client certificate, when the server asks for one
+    redis_tls_key: str = ""
+    redis_tls_verify: bool = True  # verify the server's certificate and host name
+    redis_timeout_s: float = 2.0  # connect and per-command socket timeout
+    redis_batch_size: int = 500  # profiles per pipelined write
+    redis_flush_interval_s: float = 0.05  # longest wait before changed profiles are written
+    redis_max_pending: int = 200_000  # changed profiles kept while Redis is slow or down
+    redis_retry_max_s: float = 5.0  # longest back-off between retries
     model: str = "saas"
     topic_prefix: str = ""
     touchpoints_topic: str = ""
@@ -51,9 +65,10 @@ class Settings:
 
     def __repr__(self) -> str:
         shown = ", ".join(
-            f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.name != "redis_url"
+            f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.name not in _SECRETS
         )
-        return f"Settings({shown}, redis_url={mask(self.redis_url)!r})"
+        hidden = "'***'" if self.redis_password else "''"
+        return f"Settings({shown}, redis_url={mask(self.redis_url)!r}, redis_password={hidden})"
 
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)
@@ -109,6 +124,23 @@ class Settings:
             raise SettingsError("JOURNEY_STORE must be memory:// or rocksdb://")
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise SettingsError("JOURNEY_REDIS_URL must be a redis://, rediss:// or unix:// URL")
+        tls = [n for n in ("redis_tls_ca", "redis_tls_cert", "redis_tls_key") if getattr(self, n)]
+        if tls and not self.redis_url.startswith("rediss://"):
+            names = ", ".join(f"JOURNEY_{n.upper()}" for n in tls)
+            raise SettingsError(f"{names} need a rediss:// JOURNEY_REDIS_URL")
+        if bool(self.redis_tls_cert) != bool(self.redis_tls_key):
+            raise SettingsError("JOURNEY_REDIS_TLS_CERT and JOURNEY_REDIS_TLS_KEY go together")
+        if not self.redis_prefix or any(c.isspace() for c in self.redis_prefix):
+            raise SettingsError("JOURNEY_REDIS_PREFIX must be non-empty, without spaces")
+        if self.redis_batch_size < 1 or self.redis_max_pending < self.redis_batch_size:
+            raise SettingsError(
+                "JOURNEY_REDIS_BATCH_SIZE must be >= 1 and JOURNEY_REDIS_MAX_PENDING >= it"
+            )
+        if min(self.redis_timeout_s, self.redis_flush_interval_s, self.redis_retry_max_s) <= 0:
+            raise SettingsError(
+                "JOURNEY_REDIS_TIMEOUT_S, JOURNEY_REDIS_FLUSH_INTERVAL_S and "
+                "JOURNEY_REDIS_RETRY_MAX_S must be > 0"
+            )
 
     @property
     def data_path(self) -> Path:
