@@ -53,6 +53,9 @@ class Settings:
     batch_max: int = 1000
     batch_max_bytes: int = 1024 * 1024
     batcher_commit_interval_s: float = 1.0
+    batch_linger_s: float = 0.005
+    agent_take: int = 64
+    agent_within_s: float = 0.005
     state_cache_size: int = 100_000
     store: str = "memory://"
     standby_replicas: int = 0
@@ -110,6 +113,12 @@ class Settings:
             raise SettingsError("JOURNEY_BATCH_MAX must be >= 1")
         if not 64 * 1024 <= self.batch_max_bytes <= 8 * 1024 * 1024:
             raise SettingsError("JOURNEY_BATCH_MAX_BYTES must be between 65536 and 8388608")
+        if self.agent_take < 1 or not 0 < self.agent_within_s <= 1:
+            raise SettingsError(
+                "JOURNEY_AGENT_TAKE must be >= 1 and JOURNEY_AGENT_WITHIN_S in (0, 1]"
+            )
+        if not 0 <= self.batch_linger_s <= 1:
+            raise SettingsError("JOURNEY_BATCH_LINGER_S must be in [0, 1]")
         if self.batcher_commit_interval_s <= 0:
             raise SettingsError("JOURNEY_BATCHER_COMMIT_INTERVAL_S must be > 0")
         if self.max_message_bytes < 256:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import weakref
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterator, MutableMapping, Sequence
 from datetime import timedelta
 from typing import Any, cast
 
@@ -80,8 +80,8 @@ class JourneyApp:
             web_bind=settings.web_host,
             producer_linger=0.005,
             # Each message is a batch of up to batch_max touchpoints: buffer few.
-            stream_buffer_maxsize=16,
-            broker_max_poll_records=16,
+            stream_buffer_maxsize=64,
+            broker_max_poll_records=64,
             autodiscover=False,
             TableManager=BulkRecoveryTableManager,
             table_standby_replicas=settings.standby_replicas,
@@ -141,18 +141,35 @@ class JourneyApp:
                 self.catalog.name(key)
                 for key in (Catalog.STAGE_CHANGES, Catalog.REKEYED, Catalog.DEAD_LETTER)
             )
-        async for event in stream.events():
-            await self._handle(event)
+        settings = self.settings
+        assert isinstance(stream, faust.Stream)  # take_events is on the class only
+        async for events in stream.take_events(settings.agent_take, settings.agent_within_s):
+            await self._handle(events)
 
-    async def _handle(self, event: EventT[bytes]) -> None:
-        """One batch message: apply its records, write each changed customer to
-        the table once, and send the changelog records and the output as record
-        batches; Faust acks the batch message only after all are acknowledged."""
+    async def _handle(self, events: Sequence[EventT[bytes]]) -> None:
+        """Batch messages taken together: apply the records of each, write each
+        changed customer to the table, and send the changelog records and the
+        output as record batches in one go; Faust acks the batch messages only
+        after everything is acknowledged."""
+        for event in events:
+            self._apply(event)
+        changelog = self.table.changelog_topic.get_topic_name()
+        data = cast(StoreT[bytes, bytes], self.table.data)
+        for written in await self.sink.flush():
+            if written.topic == changelog:
+                # What Faust does after its own changelog sends: RocksDB remembers
+                # the offset so a restart reads only the changelog after it.
+                tp = TP(written.topic, written.partition)
+                data.set_persisted_offset(tp, written.base + written.count - 1)
+
+    def _apply(self, event: EventT[bytes]) -> None:
+        """One batch message: apply its records and queue what they produce."""
         message = event.message
+        sink, store = self.sink, self.store
         try:
             batch = envelope.decode(message.value or b"")
         except envelope.BadEnvelope as exc:
-            await self._reject(message, exc)
+            self._reject(message, exc)
             return
         topic, partition = batch.topic, batch.partition
         result = self.processor.process(
@@ -161,7 +178,6 @@ class JourneyApp:
                 for r in batch.records
             ]
         )
-        sink, store = self.sink, self.store
         for out in result.outgoing:
             sink.add(out.topic, out.key, out.value, out.headers)
         if result.changed:
@@ -174,16 +190,8 @@ class JourneyApp:
                     sink.add(changelog, key, store.put(key, state), partition=message.partition)
             finally:
                 _current_event.reset(token)
-        changelog = self.table.changelog_topic.get_topic_name()
-        data = cast(StoreT[bytes, bytes], self.table.data)
-        for written in await sink.flush():
-            if written.topic == changelog:
-                # What Faust does after its own changelog sends: RocksDB remembers
-                # the offset so a restart reads only the changelog after it.
-                tp = TP(written.topic, written.partition)
-                data.set_persisted_offset(tp, written.base + written.count - 1)
 
-    async def _reject(self, message: Any, error: envelope.BadEnvelope) -> None:
+    def _reject(self, message: Any, error: envelope.BadEnvelope) -> None:
         """A batch message that cannot be read goes to the dead-letter topic whole."""
         log.error(
             "unreadable touchpoint batch at %s[%s]@%s: %s",
@@ -203,7 +211,6 @@ class JourneyApp:
         self.metrics.dead_letters.labels("bad_batch").inc()
         self.metrics.events.labels("unknown", "dead_letter").inc()
         self.sink.add(self.dead_letter, message.key, message.value, headers)
-        await self.sink.flush()
 
     async def _partitions_moved(self, *args: Any, **kwargs: Any) -> None:
         self.store.forget_all()
