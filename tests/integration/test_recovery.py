@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -54,6 +55,10 @@ async def test_restarted_worker_carries_on_with_the_same_state(
     again.start()
     try:
         assert "customers-changelog" in again.log()
+        # Recovered by the bulk reader, not Faust's record-by-record loop.
+        bulk = re.search(r"bulk changelog read: (\d+) records", again.log())
+        assert bulk is not None, again.log()[-3000:]
+        assert int(bulk.group(1)) >= len(customers)
         after = []
         for who in customers:
             after += [
