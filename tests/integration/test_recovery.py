@@ -1,4 +1,4 @@
-"""A restarted worker recovers its customers table from the changelog."""
+"""A restarted worker recovers its customers table from the changelog; failures stop it loudly."""
 
 from __future__ import annotations
 
@@ -101,3 +101,20 @@ async def test_unreadable_stored_record_stops_the_worker_loudly(
     assert code not in (None, 0), log[-3000:]
     assert "stored customer record cannot be read" in log
     assert "unsupported state record version 99" in log
+
+
+async def test_a_failing_batcher_stops_the_worker_loudly(
+    kafka_bootstrap: str, unique_name: str, tmp_path: Path
+) -> None:
+    settings = make_settings(kafka_bootstrap, unique_name, tmp_path)
+    await create_topics(settings)
+    worker = WorkerProcess(settings, tmp_path / "worker.log", "tests.integration.failing_batcher")
+    worker.start()
+    await produce(
+        kafka_bootstrap, Catalog(settings).name(Catalog.TOUCHPOINTS),
+        [record(seg("someone", "Signed Up", at(0)))],
+    )  # fmt: skip
+    code = worker.wait_exit(timeout=60)
+    log = worker.log()
+    assert code not in (None, 0), log[-3000:]
+    assert "batcher failure injected by the test" in log

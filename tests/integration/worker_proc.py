@@ -13,8 +13,10 @@ from engine.settings import Settings
 
 
 class WorkerProcess:
-    def __init__(self, settings: Settings, log_path: Path) -> None:
+    def __init__(self, settings: Settings, log_path: Path, module: str = "engine.cli") -> None:
+        """``module``: what ``python -m`` runs with the argument ``worker``."""
         self.settings = settings.with_(web_port=free_port())
+        self.module = module
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
         self._offset = 0
@@ -24,7 +26,7 @@ class WorkerProcess:
         self._offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "engine.cli", "worker"],
+            [sys.executable, "-m", self.module, "worker"],
             env={**os.environ, **self.settings.to_env()},
             stdout=log,
             stderr=subprocess.STDOUT,
