@@ -14,6 +14,7 @@ from engine.journey.model import (
     load_preset,
     preset_names,
     resolve_model,
+    with_trigger_durations,
 )
 from engine.journey.state import CustomerState
 
@@ -33,4 +34,5 @@ __all__ = [
     "message_hash",
     "preset_names",
     "resolve_model",
+    "with_trigger_durations",
 ]
