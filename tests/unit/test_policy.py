@@ -417,3 +417,30 @@ def test_the_customer_s_zone_comes_from_context_timezone() -> None:
     assert held.release_at == at(7, 23)  # 08:00 Tokyo
     assert part.states["c1"].triggers is not None
     assert part.states["c1"].triggers.timezone == "Asia/Tokyo"
+
+
+@pytest.mark.parametrize(
+    ("context", "expected"),
+    [
+        ({"timezone": "Europe/Paris"}, "Europe/Paris"),
+        ({"timezone": 2}, None),
+        ({"timezone": ""}, None),
+        ({"timezone": "x" * 65}, None),
+        ({}, None),
+    ],
+)
+def test_ingest_carries_a_plausible_context_timezone(
+    context: dict[str, Any], expected: str | None
+) -> None:
+    raw = {"type": "page", "userId": "c1", "timestamp": "2024-06-03T12:00:00Z", "context": context}
+    assert decode(orjson.dumps(raw)).timezone == expected
+
+
+def test_an_unknown_zone_from_an_event_is_not_remembered() -> None:
+    eng = engine(policy=QUIET)
+    event = replace(ev("Signed Up", 0), timezone="Mars/Olympus")
+    state, _ = eng.apply(None, event, at(0))
+    assert state.triggers is None
+    state, _ = eng.apply(state, replace(ev("page", 1), timezone="Asia/Tokyo"), at(1))
+    assert state.triggers is not None
+    assert state.triggers.timezone == "Asia/Tokyo"
