@@ -9,6 +9,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from engine.journey.trigger_rules import TriggerType
 from engine.settings import Settings
 
 TOPICS_DIR = Path(
@@ -58,6 +59,7 @@ class Catalog:
     STAGE_CHANGES = "stage_changes"
     DEAD_LETTER = "dead_letter"
     TIMERS = "timers"
+    DECISIONS = "decisions"
 
     def __init__(self, settings: Settings) -> None:
         self._specs: dict[str, TopicSpec] = {}
@@ -94,3 +96,7 @@ class Catalog:
 
     def triggers(self) -> list[TopicSpec]:
         return [s for k, s in self._specs.items() if k.startswith("trigger_")]
+
+    def trigger_topic(self, kind: TriggerType) -> str:
+        """The topic of one trigger type (``journey.triggers.churn-risk``, ...)."""
+        return self.name("trigger_" + kind.value.replace("-", "_"))

@@ -169,6 +169,7 @@ def from_segment(msg: dict[str, Any], raw: bytes, ce: Mapping[str, str] | None =
     if not isinstance(channel, str) or not channel:
         channel = _DEFAULT_CHANNEL.get(etype, "server")
 
+    zone = context.get("timezone")
     return Event(
         message_id=message_id,
         customer_id=customer,
@@ -181,4 +182,5 @@ def from_segment(msg: dict[str, Any], raw: bytes, ce: Mapping[str, str] | None =
         user_id=user_id,
         anonymous_id=anonymous_id,
         previous_id=previous_id,
+        timezone=zone if isinstance(zone, str) and 0 < len(zone) <= 64 else None,
     )

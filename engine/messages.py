@@ -8,7 +8,8 @@ from typing import Any
 import orjson
 
 from engine.ingest import BadInput
-from engine.journey.effects import StageChanged
+from engine.journey.effects import Cause, PolicyDecision, StageChanged, TriggerFired
+from engine.journey.timers import Timer, TimerKind
 
 
 def iso(at: datetime) -> str:
@@ -118,3 +119,84 @@ def parse_stage_change(value: bytes | dict[str, Any]) -> StageChanged:
         time_in_previous_s=None if spent is None else float(spent),
         late=bool(payload.get("late", False)),
     )
+
+
+def cause(c: Cause) -> dict[str, Any]:
+    if c.message_id is not None:
+        return {"message_ids": [c.message_id]}
+    assert c.timer_rule is not None
+    assert c.timer_due is not None
+    return {"timer": {"rule": c.timer_rule, "due_at": iso(c.timer_due)}}
+
+
+def trigger(t: TriggerFired, processed_at: datetime) -> dict[str, Any]:
+    """For the topic of the trigger's type (``Catalog.trigger_topic(t.type)``)."""
+    return {
+        "trigger_id": t.trigger_id,
+        "type": t.type.value,
+        "customer_id": t.customer_id,
+        "stage": t.stage,
+        "rule": t.rule,
+        "fired_at": iso(t.fired_at),
+        "cause": cause(t.cause),
+        "model": t.model,
+        "model_version": t.model_version,
+        "priority": t.priority,
+        "processed_at": iso(processed_at),
+    }
+
+
+def trigger_decision(d: PolicyDecision) -> dict[str, Any]:
+    """For the decisions topic (``Catalog.DECISIONS``)."""
+    return {
+        "trigger_id": d.trigger_id,
+        "type": d.type.value,
+        "customer_id": d.customer_id,
+        "rule": d.rule,
+        "cause": cause(d.cause),
+        "priority": d.priority,
+        "outcome": d.outcome.value,
+        "reason": d.reason,
+        "decided_at": iso(d.decided_at),
+        "release_at": None if d.release_at is None else iso(d.release_at),
+    }
+
+
+def timer(t: Timer) -> dict[str, Any]:
+    """For the timers topic (``Catalog.TIMERS``), key = the customer id."""
+    return {
+        "customer_id": t.customer_id,
+        "rule": t.rule,
+        "kind": t.kind.value,
+        "due_ms": t.due_ms,
+        "due_at": iso(t.due_at),
+        "generation": t.generation,
+    }
+
+
+_TIMER_KINDS = {k.value: k for k in TimerKind}
+
+
+def decode_timer(value: bytes | None) -> Timer:
+    """A record of the timers topic; BadInput (for the dead-letter topic) if unusable."""
+    if value is None:
+        raise BadInput("not_json", "the timer record has no value")
+    try:
+        msg = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise BadInput("not_json", f"the timer record is not JSON: {exc}") from None
+    if not isinstance(msg, dict):
+        raise BadInput("not_object", "the timer record is not a JSON object")
+    for name in ("customer_id", "rule", "kind", "due_ms", "generation"):
+        if name not in msg:
+            raise BadInput("missing_field", f"the timer record has no {name}")
+    customer, rule, kind = msg["customer_id"], msg["rule"], msg["kind"]
+    due, generation = msg["due_ms"], msg["generation"]
+    if not isinstance(customer, str) or not customer or not isinstance(rule, str) or not rule:
+        raise BadInput("bad_field", "timer customer_id and rule must be non-empty strings")
+    if kind not in _TIMER_KINDS:
+        raise BadInput("bad_field", f"timer kind must be rule or release, got {kind!r:.40}")
+    for name, number in (("due_ms", due), ("generation", generation)):
+        if not isinstance(number, int) or isinstance(number, bool):
+            raise BadInput("bad_field", f"timer {name} must be an integer, got {number!r:.40}")
+    return Timer(customer, rule, due, generation, _TIMER_KINDS[kind])

@@ -27,7 +27,8 @@ class Event:
     ``name`` is the event name of a ``track`` call and the page or screen name of
     ``page``/``screen`` calls (None when absent). ``timestamp`` is event time, a
     timezone-aware UTC datetime. ``channel`` is where the touch happened
-    (``browser``, ``mobile``, ``server``, ...).
+    (``browser``, ``mobile``, ``server``, ...). ``timezone`` is the IANA zone
+    from ``context.timezone`` (unchecked; the delivery policy ignores unknown ones).
     """
 
     message_id: str
@@ -41,6 +42,7 @@ class Event:
     user_id: str | None = None
     anonymous_id: str | None = None
     previous_id: str | None = None
+    timezone: str | None = None
 
     @property
     def label(self) -> str:

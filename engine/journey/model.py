@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from typing import Any
 from engine.journey.conditions import PropertyCondition, parse_property_conditions
 from engine.journey.errors import ModelError
 from engine.journey.events import Event, EventType
+from engine.journey.trigger_rules import NO_TRIGGERS, TriggerRules, parse_triggers
 
 NEW = None
 """The stage of a customer the engine has not seen yet; written ``null`` in ``from``."""
@@ -24,7 +25,9 @@ NEW = None
 _RULE_KEYS = frozenset({"name", "to", "from", "when", "late", "description"})
 _WHEN_KEYS = frozenset({"types", "events", "activity", "properties", "min_active_days_in_stage"})
 _STAGE_KEYS = frozenset({"name", "description", "paying"})
-_MODEL_KEYS = frozenset({"name", "version", "description", "stages", "path", "activity", "rules"})
+_MODEL_KEYS = frozenset(
+    {"name", "version", "description", "stages", "path", "activity", "rules", "triggers"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +74,7 @@ class LifecycleModel:
     activity_events: frozenset[str]
     rules: tuple[Rule, ...]
     description: str = ""
+    triggers: TriggerRules = NO_TRIGGERS
     _index: dict[tuple[str | None, str], tuple[Rule, ...]] = field(
         default_factory=dict, compare=False, repr=False
     )
@@ -253,6 +257,7 @@ def parse_model(raw: Any, source: str = "<model>") -> LifecycleModel:
         activity_events=activity,
         rules=tuple(rules),
         description=str(raw.get("description", "")),
+        triggers=parse_triggers(raw.get("triggers"), f"{source}: triggers", stages),
     )
 
 
@@ -281,6 +286,15 @@ def load_preset(name: str) -> LifecycleModel:
         raise ModelError(f"unknown preset {name!r}; presets: {', '.join(preset_names())}")
     text = (resources.files("engine.journey") / "presets" / f"{name}.json").read_text("utf-8")
     return parse_model(json.loads(text), f"preset {name}")
+
+
+def with_trigger_durations(model: LifecycleModel, overrides: Mapping[str, int]) -> LifecycleModel:
+    """The model with the named time rules' durations replaced (milliseconds, e.g.
+    from ``durations.parse_duration_overrides``); ModelError names an unknown rule
+    or an event rule."""
+    if not overrides:
+        return model
+    return replace(model, triggers=model.triggers.with_durations(overrides))
 
 
 def resolve_model(spec: str) -> LifecycleModel:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from engine.journey.errors import StateError
+from engine.journey.trigger_state import TriggerMemory
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
@@ -41,7 +42,8 @@ class CustomerState:
     late. ``recent_ids`` holds (message hash, seen at ms) pairs for the dedupe
     window. ``active_days_in_stage`` counts distinct UTC days with product activity
     since the current stage was entered; ``last_active_day`` is the newest such
-    day as a date ordinal.
+    day as a date ordinal. ``triggers`` is the trigger, timer and delivery-policy
+    memory (None until there is any; see ``trigger_state.py``).
     """
 
     customer_id: str
@@ -59,10 +61,11 @@ class CustomerState:
     active_days_in_stage: int = 0
     last_active_day: int = 0
     recent_ids: tuple[tuple[int, int], ...] = ()
+    triggers: TriggerMemory | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A compact JSON-ready form (times as epoch milliseconds)."""
-        return {
+        out: dict[str, Any] = {
             "v": 1,
             "id": self.customer_id,
             "m": self.model,
@@ -82,6 +85,9 @@ class CustomerState:
             "la": self.last_active_day,
             "r": [list(pair) for pair in self.recent_ids],
         }
+        if self.triggers is not None:
+            out["tr"] = self.triggers.to_dict()
+        return out
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> CustomerState:
@@ -109,6 +115,7 @@ class CustomerState:
                 active_days_in_stage=int(raw["ad"]),
                 last_active_day=int(raw["la"]),
                 recent_ids=tuple((int(a), int(b)) for a, b in raw["r"]),
+                triggers=None if raw.get("tr") is None else TriggerMemory.from_dict(raw["tr"]),
             )
         except (
             KeyError,
@@ -120,6 +127,10 @@ class CustomerState:
             OSError,
         ) as exc:
             raise StateError(f"malformed customer state record: {exc!r}") from exc
+
+    def with_triggers(self, triggers: TriggerMemory | None) -> CustomerState:
+        """This state with another trigger memory (the trigger engine's one change)."""
+        return replace(self, triggers=triggers)
 
     def time_in_stage_s(self, now: datetime) -> float | None:
         if self.stage_entered_at is None:
