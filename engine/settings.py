@@ -53,7 +53,7 @@ class Settings:
     batch_max: int = 1000
     batch_max_bytes: int = 1024 * 1024
     batcher_commit_interval_s: float = 1.0
-    batch_linger_s: float = 0.005
+    batch_interval_s: float = 0.02
     agent_take: int = 64
     agent_within_s: float = 0.005
     state_cache_size: int = 100_000
@@ -117,8 +117,8 @@ class Settings:
             raise SettingsError(
                 "JOURNEY_AGENT_TAKE must be >= 1 and JOURNEY_AGENT_WITHIN_S in (0, 1]"
             )
-        if not 0 <= self.batch_linger_s <= 1:
-            raise SettingsError("JOURNEY_BATCH_LINGER_S must be in [0, 1]")
+        if not 0 <= self.batch_interval_s <= 1:
+            raise SettingsError("JOURNEY_BATCH_INTERVAL_S must be in [0, 1]")
         if self.batcher_commit_interval_s <= 0:
             raise SettingsError("JOURNEY_BATCHER_COMMIT_INTERVAL_S must be > 0")
         if self.max_message_bytes < 256:

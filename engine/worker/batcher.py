@@ -108,16 +108,20 @@ class Batcher(Service):
         s = self.settings
         target = self.target
         interval = s.batcher_commit_interval_s
+        last_send = 0.0
         while not self.should_stop:
             fetched = await consumer.getmany(timeout_ms=_IDLE_POLL_MS, max_records=s.batch_max)
             count = sum(len(m) for m in fetched.values())
-            if 0 < count < s.batch_max and s.batch_linger_s > 0:
-                # Let a trickle gather into fewer, fuller batches: each batch message
-                # costs the agent the same Faust overhead whatever its size.
-                await asyncio.sleep(s.batch_linger_s)
+            wait = last_send + s.batch_interval_s - time.monotonic()
+            if 0 < count < s.batch_max and wait > 0:
+                # Under steady traffic, at most one batch message per partition per
+                # interval: each costs the agent the same Faust overhead whatever its
+                # size. A record after a quiet spell goes at once.
+                await asyncio.sleep(wait)
                 more = await consumer.getmany(timeout_ms=0, max_records=s.batch_max - count)
                 for tp, messages in more.items():
                     fetched[tp] = [*fetched.get(tp, ()), *messages]
+            last_send = time.monotonic()
             sends = []
             fetched_to: dict[TopicPartition, int] = {}
             for tp, messages in fetched.items():
