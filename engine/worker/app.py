@@ -7,6 +7,7 @@ The agent only turns Faust events into :class:`Record` and hands them to the
 from __future__ import annotations
 
 import logging
+import time
 import weakref
 from collections.abc import Iterator, MutableMapping
 from datetime import timedelta
@@ -27,7 +28,9 @@ from engine.journey import StageMachine, resolve_model
 from engine.messages import dead_letter_headers
 from engine.metrics import Metrics
 from engine.settings import Settings
+from engine.worker.api import add_api
 from engine.worker.batcher import Batcher
+from engine.worker.observe import Observer
 from engine.worker.processor import Processor, Record
 from engine.worker.recovery import BulkRecoveryTableManager
 from engine.worker.sink import Sink
@@ -125,6 +128,8 @@ class JourneyApp:
                 super().__init__(batcher_settings, batcher_catalog, **kwargs)
 
         add_metrics_page(self.app, self.registry)
+        self.observe = Observer(self)
+        add_api(self, self.observe)
         # A crashed agent stops the worker: an infrastructure or programming error
         # must not leave a worker that looks alive but processes nothing.
         self.app.agent(self.source, name="journey", supervisor_strategy=CrashingSupervisor)(
@@ -161,6 +166,7 @@ class JourneyApp:
                 for r in batch.records
             ]
         )
+        processed = time.monotonic()
         sink, store = self.sink, self.store
         for out in result.outgoing:
             sink.add(out.topic, out.key, out.value, out.headers)
@@ -182,6 +188,7 @@ class JourneyApp:
                 # the offset so a restart reads only the changelog after it.
                 tp = TP(written.topic, written.partition)
                 data.set_persisted_offset(tp, written.base + written.count - 1)
+        self.observe.batch(message.partition, result, processed)
 
     async def _reject(self, message: Any, error: envelope.BadEnvelope) -> None:
         """A batch message that cannot be read goes to the dead-letter topic whole."""
