@@ -1,12 +1,15 @@
 """One worker with the Redis profile store, through its web server: health and readiness,
 the customer API with its errors, funnel and stages, the OpenAPI document, a scrape
-through ``promtool check metrics`` and the Redis projection across a Redis outage."""
+through ``promtool check metrics``, the Redis projection across a Redis outage, and
+``journey redis rebuild``."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import subprocess
+import sys
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -274,3 +277,33 @@ async def _redis_behind(
     metrics = await samples(worker)
     failing = total(metrics, "journey_redis_errors_total") >= 1
     return metrics if failing and total(metrics, "journey_redis_pending_profiles") >= 1 else {}
+
+
+async def test_redis_rebuild_rewrites_profiles_from_the_changelog(
+    worker: WorkerProcess, redis_server: PinnedRedis, unique_name: str
+) -> None:
+    who = f"rb-{unique_name}"
+    await journey_of(worker, who)
+    client = aioredis.Redis.from_url(redis_server.url)
+    prefix = worker.settings.redis_prefix
+    try:
+        await until(lambda: client.exists(f"{prefix}customer:{who}"))
+        await client.flushdb()
+        await client.hset(f"{prefix}customer:gone-{unique_name}", mapping={"events": "1"})
+        env = {**os.environ, **worker.settings.to_env(), "PYTHONPATH": str(ROOT)}
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "engine.cli", "redis", "rebuild", "--remove-stale"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "removed 1" in done.stdout, done.stdout
+        profile = read_profile(await client.hgetall(f"{prefix}customer:{who}"))
+        from_api = (await get(worker, f"/customers/{who}")).json()
+        assert profile == from_api
+        assert not await client.exists(f"{prefix}customer:gone-{unique_name}")
+    finally:
+        await client.aclose()
