@@ -16,19 +16,19 @@ def make_settings(
 ) -> Settings:
     """A worker's settings on its own topics; the Redis profile store on ``redis_url``,
     or switched off without one."""
-    return Settings().with_(
-        kafka_bootstrap=kafka_bootstrap,
-        redis_enabled=bool(redis_url),
-        redis_url=redis_url or Settings().redis_url,
-        redis_prefix=f"{name}:",
-        app_id=f"app-{name}",
-        topic_prefix=f"{name}.",
-        touchpoints_topic=f"{name}.touchpoints",
-        partitions=2,
-        data_dir=str(data),
-        log_level="info",
-        **extra,
-    )
+    values: dict[str, object] = {
+        "kafka_bootstrap": kafka_bootstrap,
+        "redis_enabled": bool(redis_url),
+        "redis_url": redis_url or Settings().redis_url,
+        "redis_prefix": f"{name}:",
+        "app_id": f"app-{name}",
+        "topic_prefix": f"{name}.",
+        "touchpoints_topic": f"{name}.touchpoints",
+        "partitions": 2,
+        "data_dir": str(data),
+        "log_level": "info",
+    }
+    return Settings().with_(**{**values, **extra})
 
 
 @pytest.fixture(scope="module")
