@@ -307,3 +307,27 @@ async def test_redis_rebuild_rewrites_profiles_from_the_changelog(
         assert not await client.exists(f"{prefix}customer:gone-{unique_name}")
     finally:
         await client.aclose()
+
+
+async def test_a_redis_refusing_the_worker_stops_it_loudly(
+    kafka_bootstrap: str, unique_name: str, tmp_path: Path
+) -> None:
+    locked = PinnedRedis("--requirepass", "s3cret", log_path=tmp_path / "redis.log")
+    locked.start()
+    try:
+        settings = make_settings(
+            kafka_bootstrap, unique_name, tmp_path, redis_url=locked.url, metrics_interval_s=0.5
+        )
+        await create_topics(settings)
+        proc = WorkerProcess(settings, tmp_path / "worker.log")
+        proc.start()
+        # One batch: its profile write is refused, and no later batch comes to notice;
+        # the periodic check stops the worker.
+        await publish(proc, f"locked-{unique_name}", [("page", 0)])
+        code = await asyncio.to_thread(proc.wait_exit, 60)
+        log = proc.log()
+        assert code not in (None, 0), log[-3000:]
+        assert "Redis profile store stopped" in log
+        assert "AuthenticationError" in log or "NOAUTH" in log, log[-3000:]
+    finally:
+        locked.stop()
