@@ -26,6 +26,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from aiokafka.errors import KafkaError
+from faust.exceptions import ConsumerNotStarted
 from mode import Service
 
 from engine.catalog import Catalog
@@ -68,6 +69,7 @@ class Observer:
         #: Table partitions counted in the gauge: the ones this worker owns.
         self.owned: frozenset[int] = frozenset()
         self.recovered = False
+        self._consuming = False  # a partition assignment completed once: the consumer runs
         self.waiting_for = "the first partition assignment"
         self._generation = 0
         self._refresh_failures = 0
@@ -145,7 +147,7 @@ class Observer:
         self.owned = actives
         self.metrics.assigned_partitions.set(len(actives))
         self.metrics.table_size.labels(self.journey.table.name).set(self.table.size(actives))
-        self.recovered = True
+        self.recovered = self._consuming = True
 
     def _keep_only(self, actives: frozenset[int]) -> None:
         for partition in self.owned - actives:
@@ -188,9 +190,11 @@ class Observer:
             raise ProfileStoreFailed(
                 f"Redis profile store stopped: {describe(store.failed)}"
             ) from store.failed
+        if not self._consuming:
+            return
         try:
             lags = await self._lags()
-        except KafkaError as exc:
+        except (KafkaError, ConsumerNotStarted) as exc:
             self._refresh_failures += 1
             if self._refresh_failures >= MAX_REFRESH_FAILURES:
                 raise
