@@ -20,6 +20,7 @@ from openapi_spec_validator import validate as validate_openapi
 
 from engine.admin import create_topics
 from engine.catalog import Catalog
+from engine.funnel_source import funnel_from_document
 from engine.profiles import read_profile
 from tests.integration.conftest import make_settings
 from tests.integration.kafka_io import produce
@@ -179,6 +180,9 @@ async def test_stages_and_funnel(worker: WorkerProcess, unique_name: str) -> Non
     assert onboarding["reached"] >= 3
     all_funnel = await get_doc(worker, "/funnel?scope=all", 200, "Funnel")
     assert all_funnel["models"]["saas"]["changes"] >= saas["changes"]
+    # What `journey funnel --from URL` reads to draw the chart.
+    drawn = await asyncio.to_thread(funnel_from_document, base(worker) + "/funnel?scope=all")
+    assert drawn.models["saas"].changes >= saas["changes"]
 
 
 async def test_openapi_document_is_served_valid_and_complete(worker: WorkerProcess) -> None:
