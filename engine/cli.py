@@ -158,6 +158,35 @@ def _funnel(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _redis(settings: Settings, args: argparse.Namespace) -> int:
+    from redis.exceptions import RedisError
+
+    from engine.changelog import ChangelogError, customers_changelog
+    from engine.profile_rebuild import rebuild_profiles
+    from engine.redis_client import describe
+    from engine.settings import mask
+    from engine.worker.state_store import UnreadableState
+
+    topic = args.topic or customers_changelog(settings)
+    try:
+        report, stats = asyncio.run(
+            rebuild_profiles(settings, topic, remove_stale=args.remove_stale, timeout=args.timeout)
+        )
+    except (ChangelogError, UnreadableState) as exc:
+        print(f"journey: {exc}", file=sys.stderr)
+        return 1
+    except (RedisError, OSError) as exc:
+        print(f"journey: Redis at {mask(settings.redis_url)}: {describe(exc)}", file=sys.stderr)
+        return 1
+    print(
+        f"read {stats.records:,} records of {topic} ({stats.keys:,} customers); "
+        f"wrote {report.written:,} profiles to {mask(settings.redis_url)} under "
+        f"{settings.redis_prefix!r}, kept {report.kept_newer:,} newer ones, "
+        f"removed {report.removed:,}"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="journey", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -201,6 +230,21 @@ def build_parser() -> argparse.ArgumentParser:
     funnel.add_argument(
         "--timeout", type=float, default=30.0, help="seconds without progress before giving up"
     )
+
+    redis = sub.add_parser("redis", help="the Redis profile store")
+    redis.add_argument("action", choices=["rebuild"])
+    redis.add_argument(
+        "--topic", help="customers changelog (default: <JOURNEY_APP_ID>-customers-changelog)"
+    )
+    redis.add_argument(
+        "--remove-stale",
+        action="store_true",
+        help="also delete profiles under the prefix of customers not in the changelog "
+        "(stop the workers first: a customer new since the read began would lose its profile)",
+    )
+    redis.add_argument(
+        "--timeout", type=float, default=30.0, help="seconds without progress before giving up"
+    )
     return parser
 
 
@@ -211,6 +255,7 @@ COMMANDS = {
     "demo": _demo,
     "models": _models,
     "funnel": _funnel,
+    "redis": _redis,
 }
 
 

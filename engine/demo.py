@@ -27,6 +27,7 @@ from engine.local.kafka import LocalKafka
 from engine.local.ports import free_port, terminate_process_group
 from engine.local.redis import LocalRedis
 from engine.metrics import processed_events, scrape
+from engine.redis_store import ProfileStore
 from engine.settings import Settings
 from engine.simulate import SimStats, publish
 
@@ -39,6 +40,7 @@ class Tally:
     changes: int = 0
     dead_letters: Counter[str] = field(default_factory=Counter)
     processed: int = 0
+    last_customer: str = ""
 
 
 def run_demo(settings: Settings, args: argparse.Namespace) -> int:
@@ -121,6 +123,7 @@ async def _live(
         print("draining: waiting for the worker to catch up ...", flush=True)
         await _drain(tally, sim, timeout=30.0)
         print(_render(order, tally, sim, loop.time() - started, final=True), flush=True)
+        print(await _redis_profile(settings, tally.last_customer), flush=True)
     finally:
         for task in tasks:
             task.cancel()
@@ -160,6 +163,7 @@ async def _consume(consumer: AIOKafkaConsumer, catalog: Catalog, tally: Tally) -
             tally.stages[change["from_stage"]] -= 1
         tally.stages[change["to_stage"]] += 1
         tally.changes += 1
+        tally.last_customer = change["customer_id"]
 
 
 async def _progress(settings: Settings, tally: Tally) -> None:
@@ -186,6 +190,27 @@ async def _drain(tally: Tally, sim: SimStats, timeout: float) -> None:
             return
         last = tally.processed
         await asyncio.sleep(0.5)
+
+
+async def _redis_profile(settings: Settings, customer: str) -> str:
+    """The read model at work: the profile of the customer who moved last, from Redis."""
+    if not customer:
+        return "  no stage change yet, so no customer profile to read from Redis"
+    store = ProfileStore.from_settings(settings)
+    try:
+        profile = await store.get(customer)
+    finally:
+        await store.stop()
+    if profile is None:
+        return f"  Redis has no profile for {customer} yet"
+    shown = ("stage", "stage_entered_at", "stage_rule", "events", "touches", "last_seen")
+    fields = "  ".join(
+        f"{name}={orjson.dumps(profile.get(name)).decode()}"
+        if isinstance(profile.get(name), dict)
+        else f"{name}={profile.get(name)}"
+        for name in shown
+    )
+    return f"  Redis profile {store.key(customer)}:\n    {fields}"
 
 
 def _stage_order(settings: Settings) -> list[str]:

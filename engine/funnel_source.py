@@ -42,7 +42,7 @@ async def funnel_from_topic(
 ) -> tuple[Funnel, TopicRead]:
     """Read ``topic`` from its beginning to the end offsets taken at the start."""
     funnel = Funnel(models)
-    partitions = await _partitions(bootstrap, topic)
+    partitions = await topic_partitions(bootstrap, topic)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         group_id=None,
@@ -91,7 +91,8 @@ async def funnel_from_topic(
     return funnel, TopicRead(records=records, skipped=skipped, first_skip=first_skip)
 
 
-async def _partitions(bootstrap: str, topic: str) -> list[int]:
+async def topic_partitions(bootstrap: str, topic: str) -> list[int]:
+    """The partition numbers of ``topic``; :class:`SourceError` if it cannot be read."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     try:
         await admin.start()

@@ -31,7 +31,7 @@ REASONS = (
 
 _TYPES = {t.value: t for t in EventType}
 _DEFAULT_CHANNEL = {EventType.PAGE: "browser", EventType.SCREEN: "mobile"}
-_MAX_ID = 512
+MAX_ID = 512
 
 
 class BadInput(ValueError):
@@ -65,8 +65,8 @@ def _optional_id(msg: Mapping[str, Any], field: str) -> str | None:
         value = str(value)
     if not isinstance(value, str):
         raise BadInput("bad_field", f"{field} must be a string, got {type(value).__name__}")
-    if len(value) > _MAX_ID:
-        raise BadInput("bad_field", f"{field} is longer than {_MAX_ID} characters")
+    if len(value) > MAX_ID:
+        raise BadInput("bad_field", f"{field} is longer than {MAX_ID} characters")
     return value
 
 
@@ -153,8 +153,8 @@ def from_segment(msg: dict[str, Any], raw: bytes, ce: Mapping[str, str] | None =
         event_name = msg.get("event")
         if not isinstance(event_name, str) or not event_name.strip():
             raise BadInput("missing_field", "a track call needs an event name")
-        if len(event_name) > _MAX_ID:
-            raise BadInput("bad_field", f"event is longer than {_MAX_ID} characters")
+        if len(event_name) > MAX_ID:
+            raise BadInput("bad_field", f"event is longer than {MAX_ID} characters")
         name = event_name.strip()
     elif etype in (EventType.PAGE, EventType.SCREEN):
         page = msg.get("name")

@@ -63,6 +63,8 @@ class Settings:
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     web_enabled: bool = True
+    metrics_interval_s: float = 5.0  # consumer lag and table size refresh
+    api_timeout_s: float = 5.0  # a request forwarded to the worker owning a customer
     processing_guarantee: str = "at_least_once"
     log_level: str = "info"
 
@@ -129,6 +131,8 @@ class Settings:
                 "exactly_once mode sends output outside its transactions (faust-streaming "
                 "issues 177 and 517); repeats are dropped by messageId instead"
             )
+        if min(self.metrics_interval_s, self.api_timeout_s) <= 0:
+            raise SettingsError("JOURNEY_METRICS_INTERVAL_S and JOURNEY_API_TIMEOUT_S must be > 0")
         if not (self.store.startswith("memory://") or self.store.startswith("rocksdb://")):
             raise SettingsError("JOURNEY_STORE must be memory:// or rocksdb://")
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):

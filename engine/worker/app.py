@@ -7,6 +7,7 @@ The agent only turns Faust events into :class:`Record` and hands them to the
 from __future__ import annotations
 
 import logging
+import time
 import weakref
 from collections.abc import Iterator, MutableMapping, Sequence
 from datetime import timedelta
@@ -27,8 +28,10 @@ from engine.journey import StageMachine, resolve_model
 from engine.messages import dead_letter_headers
 from engine.metrics import Metrics
 from engine.settings import Settings
+from engine.worker.api import add_api
 from engine.worker.batcher import Batcher
-from engine.worker.processor import Processor, Record
+from engine.worker.observe import Observer
+from engine.worker.processor import BatchResult, Processor, Record
 from engine.worker.recovery import BulkRecoveryTableManager
 from engine.worker.sink import Sink
 from engine.worker.state_store import StateStore
@@ -125,6 +128,8 @@ class JourneyApp:
                 super().__init__(batcher_settings, batcher_catalog, **kwargs)
 
         add_metrics_page(self.app, self.registry)
+        self.observe = Observer(self)
+        add_api(self, self.observe)
         # A crashed agent stops the worker: an infrastructure or programming error
         # must not leave a worker that looks alive but processes nothing.
         self.app.agent(self.source, name="journey", supervisor_strategy=CrashingSupervisor)(
@@ -151,8 +156,8 @@ class JourneyApp:
         changed customer to the table, and send the changelog records and the
         output as record batches in one go; Faust acks the batch messages only
         after everything is acknowledged."""
-        for event in events:
-            self._apply(event)
+        applied = [self._apply(event) for event in events]
+        processed = time.monotonic()
         changelog = self.table.changelog_topic.get_topic_name()
         data = cast(StoreT[bytes, bytes], self.table.data)
         for written in await self.sink.flush():
@@ -161,16 +166,20 @@ class JourneyApp:
                 # the offset so a restart reads only the changelog after it.
                 tp = TP(written.topic, written.partition)
                 data.set_persisted_offset(tp, written.base + written.count - 1)
+        for done in applied:
+            if done is not None:
+                self.observe.batch(*done, processed)
 
-    def _apply(self, event: EventT[bytes]) -> None:
-        """One batch message: apply its records and queue what they produce."""
+    def _apply(self, event: EventT[bytes]) -> tuple[int, BatchResult] | None:
+        """One batch message: apply its records and queue what they produce; the
+        partition and the result, for the per-batch bookkeeping (None: unreadable)."""
         message = event.message
         sink, store = self.sink, self.store
         try:
             batch = envelope.decode(message.value or b"")
         except envelope.BadEnvelope as exc:
             self._reject(message, exc)
-            return
+            return None
         topic, partition = batch.topic, batch.partition
         result = self.processor.process(
             [
@@ -190,6 +199,7 @@ class JourneyApp:
                     sink.add(changelog, key, store.put(key, state), partition=message.partition)
             finally:
                 _current_event.reset(token)
+        return message.partition, result
 
     def _reject(self, message: Any, error: envelope.BadEnvelope) -> None:
         """A batch message that cannot be read goes to the dead-letter topic whole."""

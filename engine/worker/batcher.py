@@ -151,6 +151,26 @@ class Batcher(Service):
             self._acked.pop(tp, None)
             self._committed.pop(tp, None)
 
+    async def lag(self) -> dict[tuple[str, int], int]:
+        """Records between the committed offset and the end of each assigned input
+        partition: ``{(topic, partition): records}``."""
+        consumer = self._consumer
+        if consumer is None:
+            return {}
+        tps = list(consumer.assignment())
+        if not tps:
+            return {}
+        ends = await consumer.end_offsets(tps)
+        lags: dict[tuple[str, int], int] = {}
+        for tp in tps:
+            done = self._committed.get(tp)
+            if done is None:
+                done = await consumer.committed(tp)  # committed before this process
+            if done is None:
+                done = (await consumer.beginning_offsets([tp]))[tp]
+            lags[tp.topic, tp.partition] = max(0, ends[tp] - done)
+        return lags
+
     async def commit(self) -> None:
         """Commit the input offsets whose records are in acknowledged batches."""
         consumer = self._consumer

@@ -53,10 +53,11 @@ class Outgoing:
 class BatchResult:
     """``changed`` maps a customer key to its new state and the index of the last
     record of the batch that changed it (the table write belongs to that record's
-    partition)."""
+    partition); ``changes`` are the batch's stage changes in input order."""
 
     outgoing: list[Outgoing] = field(default_factory=list)
     changed: dict[bytes, tuple[CustomerState, int]] = field(default_factory=dict)
+    changes: list[StageChanged] = field(default_factory=list)
 
 
 class Processor:
@@ -80,7 +81,7 @@ class Processor:
 
     def process(self, records: Sequence[Record]) -> BatchResult:
         result = BatchResult()
-        outgoing, changed = result.outgoing, result.changed
+        outgoing, changed, changes = result.outgoing, result.changed, result.changes
         counts: Counter[tuple[str, str]] = Counter()
         transitions: Counter[tuple[str, str, str]] = Counter()
         dead: Counter[str] = Counter()
@@ -109,6 +110,7 @@ class Processor:
             outcome = "applied"
             for effect in effects:
                 if isinstance(effect, StageChanged):
+                    changes.append(effect)
                     outgoing.append(
                         Outgoing(self.stage_changes, key, dumps(stage_change(effect, now)))
                     )

@@ -49,6 +49,7 @@ def engine_settings(
     settings = Settings().with_(
         kafka_bootstrap=setup.bootstrap,
         redis_url=setup.redis_url,
+        redis_prefix=f"{app_id}:",  # each run its own profiles
         app_id=app_id,
         topic_prefix=f"{app_id}.",
         touchpoints_topic=touchpoints,

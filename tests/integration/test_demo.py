@@ -52,6 +52,11 @@ def test_demo_shows_stages_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     processed = int(re.search(r"processed=(\d+)", final).group(1))  # type: ignore[union-attr]
     assert published > 0
     assert processed == published
+    # The Redis read model: the profile of the customer who moved last.
+    profile = re.search(r"Redis profile .*customer:(\S+):\n\s+stage=(\w+) .* events=(\d+)", final)
+    assert profile is not None, final
+    assert profile.group(2) in counts
+    assert int(profile.group(3)) >= 1
     assert "stopped broker, redis and worker" in output
     # Nothing the demo started is left: broker and redis ports closed, worker gone.
     ports = re.search(r"broker 127\.0\.0\.1:(\d+) and redis redis://127\.0\.0\.1:(\d+)", output)

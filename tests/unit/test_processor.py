@@ -151,3 +151,20 @@ def test_a_batch_writes_each_changed_customer_once_with_its_last_record(parts: P
     ]
     assert count(metrics, "journey_events_total", type="track", outcome="applied") == 3
     assert count(metrics, "journey_events_total", type="track", outcome="duplicate") == 1
+
+
+def test_a_batch_lists_its_stage_changes_in_input_order(parts: Parts) -> None:
+    processor, _table, _metrics = parts
+    result = processor.process(
+        [
+            rec(seg("Signed Up", "a1", user="a"), key=b"a", offset=0),
+            rec(seg("Signed Up", "b1", user="b"), key=b"b", offset=1),
+            rec(seg("Signed Up", "a1", user="a"), key=b"a", offset=2),  # repeat: no change
+            rec(seg("Order Completed", "a2", user="a"), key=b"a", offset=3),
+        ]
+    )
+    assert [(c.customer_id, c.from_stage, c.to_stage, c.rule) for c in result.changes] == [
+        ("a", None, "evaluation", "signed_up"),
+        ("b", None, "evaluation", "signed_up"),
+        ("a", "evaluation", "acquisition", "purchased"),
+    ]

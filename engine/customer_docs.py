@@ -1,0 +1,104 @@
+"""The JSON documents of the HTTP API, built from customer states. Pure: no I/O.
+
+Their shapes are the schemas of ``engine/worker/openapi.json``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from engine.ingest import MAX_ID
+from engine.journey import CustomerState, LifecycleModel
+from engine.messages import iso
+from engine.metrics import StageKey
+from engine.profiles import profile_fields, read_profile
+
+
+class BadCustomerId(ValueError):
+    """A path segment that cannot be a customer id."""
+
+
+def customer_id(raw: str) -> str:
+    """The customer id of a request path, as the engine reads ids from input."""
+    if not raw:
+        raise BadCustomerId("the customer id is empty")
+    if len(raw) > MAX_ID:
+        raise BadCustomerId(f"the customer id is longer than {MAX_ID} characters")
+    return raw
+
+
+def profile_doc(state: CustomerState) -> dict[str, Any]:
+    """The current profile: the fields of the Redis profile hash, typed."""
+    fields: dict[bytes | str, bytes | str] = {}
+    fields.update(profile_fields(state))
+    return read_profile(fields)
+
+
+def explain_doc(state: CustomerState, model: LifecycleModel) -> dict[str, Any]:
+    """How the customer got to their stage: every move kept in the state's history
+    (``history_limit`` newest), with the model rule and the input message behind it.
+
+    ``pending_timers``, ``triggers`` and ``policy_decisions`` are lists that stay
+    empty until the engine schedules timers and raises triggers.
+    """
+    rules = {rule.name: rule for rule in model.rules} if state.model == model.name else {}
+    moves_total = sum(state.visits.values())
+    history = []
+    for move in state.history:
+        rule = rules.get(move.rule)
+        history.append(
+            {
+                "from_stage": move.from_stage,
+                "to_stage": move.to_stage,
+                "at": iso(move.at),
+                "rule": move.rule,
+                "rule_description": None if rule is None else (rule.description or None),
+                "message_id": move.message_id,
+            }
+        )
+    return {
+        "customer_id": state.customer_id,
+        "model": state.model,
+        "model_version": state.model_version,
+        "stage": state.stage,
+        "stage_entered_at": None if state.stage_entered_at is None else iso(state.stage_entered_at),
+        "first_seen": None if state.first_seen is None else iso(state.first_seen),
+        "last_seen": None if state.last_seen is None else iso(state.last_seen),
+        "events": state.events,
+        "late_events": state.late_events,
+        "visits": dict(state.visits),
+        "moves": moves_total,
+        "history": history,
+        "history_truncated": moves_total > len(history),
+        "pending_timers": [],
+        "triggers": [],
+        "policy_decisions": [],
+    }
+
+
+def stages_doc(
+    model: LifecycleModel, counts: Mapping[StageKey, int], scope: str, workers: list[str]
+) -> dict[str, Any]:
+    """The model's stages in path order, each with its customers."""
+    order = [*model.path, *(s for s in model.stages if s not in model.path)]
+    stages = []
+    for name in order:
+        stage = model.stages[name]
+        stages.append(
+            {
+                "stage": name,
+                "description": stage.description or None,
+                "on_path": name in model.path,
+                "paying": stage.paying,
+                "customers": int(counts.get((model.name, name), 0)),
+            }
+        )
+    return {
+        "model": model.name,
+        "model_version": model.version,
+        "scope": scope,
+        "workers": workers,
+        "stages": stages,
+        "customers": sum(s["customers"] for s in stages),
+    }

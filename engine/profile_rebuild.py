@@ -1,0 +1,35 @@
+"""``journey redis rebuild``: every customer's profile rewritten from the table's changelog."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from engine.changelog import ReadStats, latest_records
+from engine.journey import CustomerState
+from engine.redis_store import ProfileStore, RebuildReport
+from engine.settings import Settings
+from engine.worker.state_store import decode_state
+
+
+async def rebuild_profiles(
+    settings: Settings, topic: str, *, remove_stale: bool, timeout: float = 30.0
+) -> tuple[RebuildReport, ReadStats]:
+    """Write the newest state of each customer in ``topic`` (never over a newer
+    profile); with ``remove_stale``, delete the profiles of customers not in it.
+
+    An unreadable record raises :class:`~engine.worker.state_store.UnreadableState`.
+    """
+    stats = ReadStats()
+
+    async def states() -> AsyncIterator[CustomerState]:
+        async for _key, raw in latest_records(
+            settings.kafka_bootstrap, topic, stats, idle_timeout_s=timeout
+        ):
+            yield decode_state(raw)
+
+    store = ProfileStore.from_settings(settings)
+    try:
+        report = await store.rebuild(states(), remove_stale=remove_stale)
+    finally:
+        await store.stop()
+    return report, stats

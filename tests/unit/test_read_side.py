@@ -1,0 +1,130 @@
+"""The read side's pure parts: stages read from raw table records, where a key lives,
+and the API's documents. The worker serving them is tested in
+tests/integration/test_worker_api.py and test_two_workers.py."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+
+import pytest
+from aiokafka.partitioner import DefaultPartitioner
+
+from engine.customer_docs import BadCustomerId, customer_id, explain_doc, profile_doc, stages_doc
+from engine.journey import CustomerState, StageMachine, load_preset
+from engine.metrics import stage_counts
+from engine.worker.state_store import UnreadableState, encode_state
+from engine.worker.table_view import StageTally, key_partition, stage_of
+from tests.unit.journeys import ev, replay
+
+SAAS = load_preset("saas")
+ODD_IDS = ["plain", 'quo"te', "back\\slash", 'a,"m":"x","mv":2,"s":"y', "ü-ß-字", "tab\there", ""]
+
+
+def journey(cid: str, *steps: str) -> CustomerState:
+    state, _ = replay(StageMachine(SAAS), [ev(s, day=d, customer=cid) for d, s in enumerate(steps)])
+    return state
+
+
+STATES = [
+    journey("c1", "page"),
+    journey("c2", "page", "Signed Up"),
+    journey("c3", "Signed Up", "Order Completed", "Feature Used"),
+    *(journey(cid or "empty", "page", "Signed Up") for cid in ODD_IDS),
+    CustomerState("nostage", "saas", 1),
+]
+
+
+@pytest.mark.parametrize("state", STATES, ids=lambda s: s.customer_id)
+def test_stage_read_from_the_raw_record_is_the_decoded_one(state: CustomerState) -> None:
+    expected = None if state.stage is None else (state.model, state.stage)
+    assert stage_of(encode_state(state)) == expected
+
+
+def test_tally_of_raw_records_matches_counting_decoded_states() -> None:
+    tally = StageTally()
+    for state in STATES:
+        tally.add(encode_state(state))
+    assert tally.counts() == stage_counts(STATES)
+    assert tally.counts()["saas", "evaluation"] == 1 + len(ODD_IDS)
+
+
+def test_unreadable_records_raise_with_the_reason() -> None:
+    with pytest.raises(UnreadableState, match="unsupported state record version 99"):
+        stage_of(b'{"v": 99}')
+    with pytest.raises(UnreadableState):
+        stage_of(b"not json")
+    with pytest.raises(UnreadableState):
+        stage_of(b'{"v":1,"id":"x","m":"saas","mv":1,"q":2,"se":null}')  # no "s"
+    tally = StageTally()
+    tally.add(b'{"v":1,"id":"x","m":"saas","mv":1,"q":2,"se":null}')
+    with pytest.raises(UnreadableState):
+        tally.counts()
+
+
+def test_key_partition_is_the_kafka_default_partitioner() -> None:
+    partitioner = DefaultPartitioner()
+    for partitions in (1, 2, 4, 12):
+        every = list(range(partitions))
+        for n in range(300):
+            key = f"customer-{n}".encode()
+            assert key_partition(key, partitions) == partitioner(key, every, every)
+
+
+def test_customer_ids_as_the_engine_reads_them() -> None:
+    assert customer_id("x" * 512) == "x" * 512
+    assert customer_id(" a/b ") == " a/b "
+    for bad in ("", "x" * 513):
+        with pytest.raises(BadCustomerId):
+            customer_id(bad)
+
+
+def test_profile_is_the_redis_profile_typed() -> None:
+    profile = profile_doc(STATES[2])
+    assert profile["customer_id"] == "c3"
+    assert (profile["stage"], profile["stage_rule"], profile["events"]) == (
+        "onboarding",
+        "first_activity",
+        3,
+    )
+    assert profile["visits"] == {"evaluation": 1, "acquisition": 1, "onboarding": 1}
+
+
+def test_explain_lists_each_move_with_its_rule_and_message() -> None:
+    state = STATES[2]
+    doc = explain_doc(state, SAAS)
+    assert [(m["from_stage"], m["to_stage"], m["rule"]) for m in doc["history"]] == [
+        (None, "evaluation", "signed_up"),
+        ("evaluation", "acquisition", "purchased"),
+        ("acquisition", "onboarding", "first_activity"),
+    ]
+    rules = {r.name: r.description for r in SAAS.rules}
+    assert [m["rule_description"] for m in doc["history"]] == [
+        rules["signed_up"], rules["purchased"], rules["first_activity"]
+    ]  # fmt: skip
+    assert [m["message_id"] for m in doc["history"]] == [m.message_id for m in state.history]
+    assert doc["history"][0]["at"] == "2024-06-03T00:00:00.000Z"
+    assert (doc["moves"], doc["history_truncated"]) == (3, False)
+    assert doc["pending_timers"] == doc["triggers"] == doc["policy_decisions"] == []
+
+
+def test_explain_says_when_the_history_lost_older_moves_and_unknown_rules() -> None:
+    state = STATES[2]
+    shortened = dataclasses.replace(state, history=state.history[-1:], model="other")
+    doc = explain_doc(shortened, SAAS)
+    assert (doc["moves"], len(doc["history"]), doc["history_truncated"]) == (3, 1, True)
+    assert doc["history"][0]["rule_description"] is None  # not the worker's model
+
+
+def test_stages_in_path_order_with_counts() -> None:
+    counts = Counter({("saas", "usage"): 4, ("saas", "churned"): 1, ("b2b", "usage"): 9})
+    doc = stages_doc(SAAS, counts, "worker", ["http://w1"])
+    names = [s["stage"] for s in doc["stages"]]
+    assert names[: len(SAAS.path)] == list(SAAS.path)
+    assert set(names) == set(SAAS.stages)
+    assert {s["stage"]: s["customers"] for s in doc["stages"] if s["customers"]} == {
+        "usage": 4,
+        "churned": 1,
+    }
+    assert doc["customers"] == 5
+    assert all(s["on_path"] == (s["stage"] in SAAS.path) for s in doc["stages"])
