@@ -1,0 +1,89 @@
+"""The generated replace: the same object as dataclasses.replace, fields added later kept."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+
+import pytest
+
+from engine.journey import CustomerState
+from engine.journey.copying import replacer
+from engine.journey.state import Move
+
+AT = datetime(2024, 6, 3, tzinfo=UTC)
+STATE = CustomerState(
+    "c1",
+    "saas",
+    1,
+    stage="usage",
+    stage_entered_at=AT,
+    history=(Move(None, "usage", AT, "r", "m1"),),
+    visits={"usage": 1},
+    first_seen=AT,
+    last_seen=AT,
+    touches={"browser": 3},
+    events=3,
+    late_events=1,
+    active_days_in_stage=2,
+    last_active_day=AT.toordinal(),
+    recent_ids=((1, 2),),
+)
+
+
+def test_replacer_equals_dataclasses_replace() -> None:
+    set_stage_events = replacer(CustomerState, "stage", "events")
+    got = set_stage_events(STATE, "churned", 4)
+    assert got == replace(STATE, stage="churned", events=4)
+    assert type(got) is CustomerState
+    assert got.history is STATE.history  # unchanged fields are shared, as with replace
+    assert STATE.stage == "usage"  # the original is left alone
+    with pytest.raises(AttributeError):
+        got.stage = "x"  # type: ignore[misc]  # still frozen
+
+
+def test_every_field_can_be_replaced() -> None:
+    names = [n for n in CustomerState.__dataclass_fields__]
+    values = [getattr(STATE, n) for n in names]
+    assert replacer(CustomerState, *names)(STATE, *values) == STATE
+
+
+@dataclass(frozen=True, slots=True)
+class Grown:
+    a: int
+    b: str = "b"
+    added: tuple[int, ...] = ()
+    seen: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.seen.append(self.a)
+
+
+def test_fields_not_named_are_carried_over_and_post_init_runs() -> None:
+    old = Grown(1, "x", (7, 8))
+    new = replacer(Grown, "a")(old, 2)
+    assert new == replace(Grown(1, "x", (7, 8)), a=2)
+    assert new.added == (7, 8)
+    assert old.seen == [1, 2]  # __post_init__ ran on the copy (the list is shared)
+
+
+@dataclass(frozen=True)
+class NoSlots:
+    a: int
+
+
+@dataclass(frozen=True, slots=True)
+class Derived:
+    a: int
+    b: int = field(init=False, default=0)
+
+
+def test_unsuitable_classes_and_names_are_refused() -> None:
+    with pytest.raises(TypeError, match="slotted"):
+        replacer(NoSlots, "a")
+    with pytest.raises(TypeError, match="cannot generate"):
+        replacer(Derived, "a")
+    with pytest.raises(TypeError, match="no field"):
+        replacer(CustomerState, "stage", "nope")
+    with pytest.raises(TypeError, match="cannot generate"):
+        replacer(CustomerState, "stage", "stage")
