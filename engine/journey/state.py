@@ -14,8 +14,9 @@ _MS = timedelta(milliseconds=1)
 
 
 def to_ms(at: datetime) -> int:
-    """Epoch milliseconds, exact (no float rounding)."""
-    return (at - EPOCH) // _MS
+    """Epoch milliseconds, exact (no float rounding), rounded down like ``// 1 ms``."""
+    span = at - EPOCH  # normalized: 0 <= seconds < 86400, 0 <= microseconds < 10**6
+    return (span.days * 86_400 + span.seconds) * 1000 + span.microseconds // 1000
 
 
 def from_ms(ms: int) -> datetime:
@@ -62,25 +63,37 @@ class CustomerState:
 
     def to_dict(self) -> dict[str, Any]:
         """A compact JSON-ready form (times as epoch milliseconds)."""
+        record = self.to_record()
+        record["vi"] = dict(self.visits)
+        record["t"] = dict(self.touches)
+        record["r"] = [list(pair) for pair in self.recent_ids]
+        return record
+
+    def to_record(self) -> dict[str, Any]:
+        """:meth:`to_dict` sharing the state's own maps and tuples instead of copying
+        them into dicts and lists: the same JSON, cheaper to build, for encoders
+        that write tuples as arrays. Not to be changed by the caller."""
+        visits, touches = self.visits, self.touches
+        se, fs, ls = self.stage_entered_at, self.first_seen, self.last_seen
         return {
             "v": 1,
             "id": self.customer_id,
             "m": self.model,
             "mv": self.model_version,
             "s": self.stage,
-            "se": None if self.stage_entered_at is None else to_ms(self.stage_entered_at),
+            "se": None if se is None else to_ms(se),
             "h": [
                 [m.from_stage, m.to_stage, to_ms(m.at), m.rule, m.message_id] for m in self.history
             ],
-            "vi": dict(self.visits),
-            "fs": None if self.first_seen is None else to_ms(self.first_seen),
-            "ls": None if self.last_seen is None else to_ms(self.last_seen),
-            "t": dict(self.touches),
+            "vi": visits if type(visits) is dict else dict(visits),
+            "fs": None if fs is None else to_ms(fs),
+            "ls": None if ls is None else to_ms(ls),
+            "t": touches if type(touches) is dict else dict(touches),
             "n": self.events,
             "ln": self.late_events,
             "ad": self.active_days_in_stage,
             "la": self.last_active_day,
-            "r": [list(pair) for pair in self.recent_ids],
+            "r": self.recent_ids,
         }
 
     @classmethod
