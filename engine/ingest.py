@@ -51,7 +51,10 @@ def parse_time(value: Any, field: str) -> datetime:
         parsed = datetime.fromisoformat(text)
     except ValueError:
         raise BadInput("bad_timestamp", f"{field} is not ISO 8601: {value!r:.60}") from None
-    if parsed.tzinfo is None:
+    zone = parsed.tzinfo
+    if zone is UTC:  # 'Z' and '+00:00' parse to the UTC singleton: nothing to convert
+        return parsed
+    if zone is None:
         raise BadInput("bad_timestamp", f"{field} has no UTC offset: {value!r:.60}")
     return parsed.astimezone(UTC)
 
@@ -101,7 +104,7 @@ def decode(
         raise BadInput("not_json", "the record has no value")
     if len(value) > max_bytes:
         raise BadInput("too_large", f"the record is {len(value)} bytes; the limit is {max_bytes}")
-    ce = _headers(headers)
+    ce = _headers(headers) if headers else {}
     cloud = "ce_specversion" in ce
     if cloud and not ce.get("ce_id"):
         raise BadInput("bad_cloudevent", "CloudEvents record without a ce_id header")
@@ -126,13 +129,20 @@ def from_segment(msg: dict[str, Any], raw: bytes, ce: Mapping[str, str] | None =
             "unknown_type", f"unknown type {kind!r:.60}; expected one of {sorted(_TYPES)}"
         )
 
-    user_id = _optional_id(msg, "userId")
-    anonymous_id = _optional_id(msg, "anonymousId")
+    # Ids are usually non-empty strings; anything else takes the checks of _optional_id.
+    user_id: str | None = msg.get("userId")
+    if user_id.__class__ is not str or not user_id or len(user_id) > _MAX_ID:
+        user_id = _optional_id(msg, "userId")
+    anonymous_id: str | None = msg.get("anonymousId")
+    if anonymous_id.__class__ is not str or not anonymous_id or len(anonymous_id) > _MAX_ID:
+        anonymous_id = _optional_id(msg, "anonymousId")
     customer = user_id or anonymous_id
     if customer is None:
         raise BadInput("no_customer", "neither userId nor anonymousId is set")
 
-    message_id = _optional_id(msg, "messageId")
+    message_id: str | None = msg.get("messageId")
+    if message_id.__class__ is not str or not message_id or len(message_id) > _MAX_ID:
+        message_id = _optional_id(msg, "messageId")
     if message_id is None and ce is not None:
         message_id = ce.get("ce_id")
     if message_id is None:
@@ -167,17 +177,19 @@ def from_segment(msg: dict[str, Any], raw: bytes, ce: Mapping[str, str] | None =
     channel = msg.get("channel") or context.get("channel")
     if not isinstance(channel, str) or not channel:
         channel = _DEFAULT_CHANNEL.get(etype, "server")
+    properties = _object(msg, "properties")
+    traits = _object(msg, "traits") or _object(context, "traits")
 
     return Event(
-        message_id=message_id,
-        customer_id=customer,
-        type=etype,
-        timestamp=at,
-        name=name,
-        channel=channel[:32],
-        properties=_object(msg, "properties"),
-        traits=_object(msg, "traits") or _object(context, "traits"),
-        user_id=user_id,
-        anonymous_id=anonymous_id,
-        previous_id=previous_id,
+        message_id,
+        customer,
+        etype,
+        at,
+        name,
+        channel[:32],
+        properties,
+        traits,
+        user_id,
+        anonymous_id,
+        previous_id,
     )
