@@ -25,13 +25,22 @@ def from_ms(ms: int) -> datetime:
 
 @dataclass(frozen=True, slots=True)
 class Move:
-    """One entry of the bounded stage history."""
+    """One entry of the bounded stage history.
+
+    ``at_ms`` is ``at`` in epoch milliseconds, worked out once: the stored record
+    holds it, and a customer's record is written far more often than its history
+    changes.
+    """
 
     from_stage: str | None
     to_stage: str
     at: datetime
     rule: str
     message_id: str
+    at_ms: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "at_ms", to_ms(self.at))
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,9 +91,7 @@ class CustomerState:
             "mv": self.model_version,
             "s": self.stage,
             "se": None if se is None else to_ms(se),
-            "h": [
-                [m.from_stage, m.to_stage, to_ms(m.at), m.rule, m.message_id] for m in self.history
-            ],
+            "h": [[m.from_stage, m.to_stage, m.at_ms, m.rule, m.message_id] for m in self.history],
             "vi": visits if type(visits) is dict else dict(visits),
             "fs": None if fs is None else to_ms(fs),
             "ls": None if ls is None else to_ms(ls),

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
 
 from engine.journey import CustomerState, StageMachine, load_preset, preset_names
-from engine.journey.state import from_ms, to_ms
+from engine.journey.state import EPOCH, Move, from_ms, to_ms
 from engine.messages import iso
 from engine.worker.state_store import decode_state, encode_state
 from tests.unit.streams import stream
@@ -82,12 +84,40 @@ def journey_states() -> list[CustomerState]:
     return out
 
 
-def test_encode_state_writes_the_bytes_of_to_dict() -> None:
+def reference_record(state: CustomerState) -> dict[str, Any]:
+    """The version 1 record, field by field from the state."""
+
+    def ms(at: datetime | None) -> int | None:
+        return None if at is None else (at - EPOCH) // timedelta(milliseconds=1)
+
+    return {
+        "v": 1,
+        "id": state.customer_id,
+        "m": state.model,
+        "mv": state.model_version,
+        "s": state.stage,
+        "se": ms(state.stage_entered_at),
+        "h": [[m.from_stage, m.to_stage, ms(m.at), m.rule, m.message_id] for m in state.history],
+        "vi": dict(state.visits),
+        "fs": ms(state.first_seen),
+        "ls": ms(state.last_seen),
+        "t": dict(state.touches),
+        "n": state.events,
+        "ln": state.late_events,
+        "ad": state.active_days_in_stage,
+        "la": state.last_active_day,
+        "r": [list(pair) for pair in state.recent_ids],
+    }
+
+
+def test_encode_state_writes_the_version_1_record() -> None:
     states = journey_states()
     assert len({len(s.history) for s in states}) > 3
     for state in states:
-        assert encode_state(state) == orjson.dumps(state.to_dict())
-        assert decode_state(encode_state(state)) == CustomerState.from_dict(state.to_dict())
+        record = reference_record(state)
+        assert state.to_dict() == record
+        assert encode_state(state) == orjson.dumps(record)
+        assert decode_state(encode_state(state)) == CustomerState.from_dict(record)
 
 
 def test_to_dict_is_a_copy_the_caller_may_change() -> None:
@@ -99,3 +129,12 @@ def test_to_dict_is_a_copy_the_caller_may_change() -> None:
     record["r"].append([1, 2])
     record["h"].clear()
     assert encode_state(state) == before
+
+
+def test_a_move_knows_its_time_in_milliseconds_without_showing_it() -> None:
+    at = datetime(2024, 6, 3, 10, 0, 0, 123999, tzinfo=UTC)
+    move = Move(None, "usage", at, "r", "m")
+    assert move.at_ms == to_ms(at) == 1717408800123
+    assert move == Move(None, "usage", at, "r", "m")
+    assert "at_ms" not in repr(move)
+    assert replace(move, at=EPOCH).at_ms == 0
