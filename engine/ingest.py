@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from engine.journey.events import Event, EventType
+from engine.journey.slotted import constructor
 
 REASONS = (
     "too_large",
@@ -31,6 +32,7 @@ REASONS = (
 _TYPES = {t.value: t for t in EventType}
 _DEFAULT_CHANNEL = {EventType.PAGE: "browser", EventType.SCREEN: "mobile"}
 _MAX_ID = 512
+_event = constructor(Event)  # Event(...) with every field, positionally
 
 
 class BadInput(ValueError):
@@ -173,14 +175,25 @@ def from_segment(msg: dict[str, Any], raw: bytes, ce: Mapping[str, str] | None =
         if previous_id is None or user_id is None:
             raise BadInput("missing_field", "an alias call needs previousId and userId")
 
-    context = _object(msg, "context")
+    # Objects are usually dicts or absent; anything else takes the checks of _object.
+    context = msg.get("context")
+    if context.__class__ is not dict:
+        context = _object(msg, "context")
     channel = msg.get("channel") or context.get("channel")
     if not isinstance(channel, str) or not channel:
         channel = _DEFAULT_CHANNEL.get(etype, "server")
-    properties = _object(msg, "properties")
-    traits = _object(msg, "traits") or _object(context, "traits")
+    properties = msg.get("properties")
+    if properties.__class__ is not dict:
+        properties = _object(msg, "properties")
+    traits = msg.get("traits")
+    if traits.__class__ is not dict:
+        traits = _object(msg, "traits")
+    if not traits:  # the call's own traits win; else those of its context
+        traits = context.get("traits")
+        if traits.__class__ is not dict:
+            traits = _object(context, "traits")
 
-    return Event(
+    return _event(
         message_id,
         customer,
         etype,

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from operator import itemgetter
 
-from engine.journey.copying import replacer
 from engine.journey.effects import Duplicate, Effect, StageChanged
 from engine.journey.events import Event, EventType
 from engine.journey.model import LifecycleModel, Rule
+from engine.journey.slotted import constructor, replacer
 from engine.journey.state import CustomerState, Move, to_ms
 
 _blake2b = hashlib.blake2b
@@ -38,6 +38,7 @@ _APPLIED = (
 )
 _applied = replacer(CustomerState, *_APPLIED)
 _moved = replacer(CustomerState, *_APPLIED, "stage", "stage_entered_at", "history", "visits")
+_stage_changed = constructor(StageChanged)  # StageChanged(...) with every field, positionally
 
 
 def message_hash(message_id: str) -> int:
@@ -144,19 +145,19 @@ class StageMachine:
             history,
             visits,
         )
-        change = StageChanged(
-            customer_id=state.customer_id,
-            from_stage=stage,
-            to_stage=to,
-            at=at,
-            model=model.name,
-            model_version=model.version,
-            rule=rule.name,
-            message_id=event.message_id,
-            event=event.label,
-            visit=visit,
-            time_in_previous_s=state.time_in_stage_s(at),
-            late=late,
+        change = _stage_changed(
+            state.customer_id,
+            stage,
+            to,
+            at,
+            model.name,
+            model.version,
+            rule.name,
+            event.message_id,
+            event.label,
+            visit,
+            state.time_in_stage_s(at),
+            late,
         )
         return moved, [change]
 

@@ -1,9 +1,10 @@
-"""A fast ``dataclasses.replace`` for the frozen, slotted dataclasses of the core.
+"""Fast construction and ``replace`` for the frozen, slotted dataclasses of the core.
 
-``dataclasses.replace`` loops over the fields and calls the frozen ``__init__``,
-which sets each field through ``object.__setattr__``; on the per-event path that
-costs more than the rest of the state update. :func:`replacer` generates, once, a
-function that takes the changed fields positionally and fills the slots directly.
+A frozen dataclass's ``__init__`` sets each field through ``object.__setattr__``,
+and ``dataclasses.replace`` adds a loop over the fields; on the per-event path
+that is a large part of the work. :func:`constructor` and :func:`replacer`
+generate, once per class, a function that takes fields positionally and fills the
+slots directly. The objects made are the same: frozen, equal, with the same fields.
 """
 
 from __future__ import annotations
@@ -15,6 +16,15 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
+def constructor(cls: type[T]) -> Callable[..., T]:
+    """``constructor(C)(a, b, ...)`` equals ``C(a, b, ...)`` with every field given
+    positionally, in declaration order. No defaults: once a field is added to the
+    class, a call that does not pass it fails. ``__post_init__`` runs if defined.
+    """
+    all_names = _check(cls, ())
+    return _generate(cls, f"make_{cls.__name__}", all_names, all_names)
+
+
 def replacer(cls: type[T], *names: str) -> Callable[..., T]:
     """``replacer(C, "a", "b")(obj, a, b)`` equals ``dataclasses.replace(obj, a=a, b=b)``.
 
@@ -23,23 +33,35 @@ def replacer(cls: type[T], *names: str) -> Callable[..., T]:
     the class has one. Only for slotted dataclasses whose fields are all
     ``__init__`` parameters.
     """
+    all_names = _check(cls, names)
+    return _generate(cls, f"replace_{'_'.join(names)}", ["_obj", *names], all_names)
+
+
+def _check(cls: type[Any], names: tuple[str, ...]) -> list[str]:
+    """The field names of ``cls``, after checking that functions can be generated."""
     if not is_dataclass(cls) or "__slots__" not in cls.__dict__:
         raise TypeError(f"{cls.__name__} is not a slotted dataclass")
     all_names = [f.name for f in fields(cls)]
     if any(not f.init for f in fields(cls)) or len(set(names)) != len(names):
-        raise TypeError(f"cannot generate a replacer for {cls.__name__}{names}")
+        raise TypeError(f"cannot generate a function for {cls.__name__}{names}")
     unknown = sorted(set(names) - set(all_names))
     if unknown:
         raise TypeError(f"{cls.__name__} has no field(s) {', '.join(unknown)}")
+    return all_names
+
+
+def _generate(cls: type[T], func: str, params: list[str], all_names: list[str]) -> Callable[..., T]:
+    """``def func(*params)`` making a ``cls`` whose fields are the parameters of the
+    same name, and the others read from ``_obj``."""
     namespace: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
-    lines = [f"def replace_{'_'.join(names)}(_obj, {', '.join(names)}):", "    _out = _new(_cls)"]
+    lines = [f"def {func}({', '.join(params)}):", "    _out = _new(_cls)"]
     for name in all_names:
         namespace[f"_set_{name}"] = cls.__dict__[name].__set__
-        value = name if name in names else f"_obj.{name}"
+        value = name if name in params else f"_obj.{name}"
         lines.append(f"    _set_{name}(_out, {value})")
     if hasattr(cls, "__post_init__"):
         lines.append("    _out.__post_init__()")
     lines.append("    return _out")
     exec("\n".join(lines), namespace)  # the source is built from field names only
-    made: Callable[..., T] = namespace[f"replace_{'_'.join(names)}"]
+    made: Callable[..., T] = namespace[func]
     return made

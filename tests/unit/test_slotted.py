@@ -1,4 +1,4 @@
-"""The generated replace: the same object as dataclasses.replace, fields added later kept."""
+"""Generated constructors and replace: the same objects as the dataclass's own."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from engine.journey import CustomerState
-from engine.journey.copying import replacer
+from engine.journey import CustomerState, Event, EventType, StageChanged
+from engine.journey.slotted import constructor, replacer
 from engine.journey.state import Move
 
 AT = datetime(2024, 6, 3, tzinfo=UTC)
@@ -78,11 +78,35 @@ class Derived:
     b: int = field(init=False, default=0)
 
 
+def test_constructor_equals_the_class_called_with_every_field() -> None:
+    values = ("m", "c", EventType.TRACK, AT, "n", "web", {"a": 1}, {}, "u", None, None)
+    made = constructor(Event)(*values)
+    assert made == Event(*values)
+    assert type(made) is Event
+    assert made.label == "n"
+    change = (
+        ("c", None, "usage", AT, "saas", 1, "r", "m", "e", 2, None, True),
+        ("c", "a", "b", AT, "saas", 1, "r", "m", "e", 1, 3.5, False),
+    )
+    for fields in change:
+        assert constructor(StageChanged)(*fields) == StageChanged(*fields)
+    assert constructor(Grown)(1, "x", (), []).seen == [1]  # __post_init__ ran
+
+
+def test_constructor_needs_every_field() -> None:
+    with pytest.raises(TypeError, match="missing"):
+        constructor(StageChanged)("c", None, "usage", AT, "saas", 1, "r", "m", "e", 2, None)
+
+
 def test_unsuitable_classes_and_names_are_refused() -> None:
     with pytest.raises(TypeError, match="slotted"):
         replacer(NoSlots, "a")
     with pytest.raises(TypeError, match="cannot generate"):
         replacer(Derived, "a")
+    with pytest.raises(TypeError, match="cannot generate"):
+        constructor(Derived)
+    with pytest.raises(TypeError, match="slotted"):
+        constructor(NoSlots)
     with pytest.raises(TypeError, match="no field"):
         replacer(CustomerState, "stage", "nope")
     with pytest.raises(TypeError, match="cannot generate"):
