@@ -21,6 +21,7 @@ from engine.journey.state import CustomerState, Move, to_ms
 _blake2b = hashlib.blake2b
 _HASH = itemgetter(0)
 _SEEN = itemgetter(1)
+_TRACK = EventType.TRACK  # looked up once: a class attribute lookup on an enum is slow
 
 # dataclasses.replace for the fields every applied event changes, and for those a
 # stage move changes as well; other fields are carried over.
@@ -91,7 +92,7 @@ class StageMachine:
         if last_seen is None or at > last_seen:
             last_seen = at
         model = self.model
-        is_activity = event.type is EventType.TRACK and event.name in model.activity_events
+        is_activity = event.type is _TRACK and event.name in model.activity_events
         active_days = state.active_days_in_stage
         last_day = state.last_active_day
         if is_activity:

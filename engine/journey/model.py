@@ -25,6 +25,7 @@ _RULE_KEYS = frozenset({"name", "to", "from", "when", "late", "description"})
 _WHEN_KEYS = frozenset({"types", "events", "activity", "properties", "min_active_days_in_stage"})
 _STAGE_KEYS = frozenset({"name", "description", "paying"})
 _MODEL_KEYS = frozenset({"name", "version", "description", "stages", "path", "activity", "rules"})
+_TRACK = EventType.TRACK  # looked up once: a class attribute lookup on an enum is slow
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +102,7 @@ class LifecycleModel:
         return self._ranks.get(stage)
 
     def is_activity(self, event: Event) -> bool:
-        return event.type is EventType.TRACK and event.name in self.activity_events
+        return event.type is _TRACK and event.name in self.activity_events
 
     def candidates(self, stage: str | None, event: Event) -> tuple[Rule, ...]:
         """The rules that could fire for this event from this stage, in file order.
@@ -112,7 +113,7 @@ class LifecycleModel:
         """
         etype = event.type
         name = event.name
-        key = name if etype is EventType.TRACK and name in self._names else ""
+        key = name if etype is _TRACK and name in self._names else ""
         found = self._index.get((stage, etype, key))
         if found is None:
             found = tuple(

@@ -1,10 +1,14 @@
 """Fast construction and ``replace`` for the frozen, slotted dataclasses of the core.
 
-A frozen dataclass's ``__init__`` sets each field through ``object.__setattr__``,
-and ``dataclasses.replace`` adds a loop over the fields; on the per-event path
-that is a large part of the work. :func:`constructor` and :func:`replacer`
-generate, once per class, a function that takes fields positionally and fills the
-slots directly. The objects made are the same: frozen, equal, with the same fields.
+A frozen dataclass's ``__init__`` sets each field through ``object.__setattr__``
+(its own ``__setattr__`` refuses), and ``dataclasses.replace`` adds a loop over the
+fields: on the per-event path that is a large part of the work. :func:`constructor`
+and :func:`replacer` generate, once per class, a function that fills the slots of
+a *twin*, a plain class with exactly the same slots, with ordinary attribute
+stores, and then turns the object into the frozen class by assigning
+``__class__`` (Python allows that between classes of the same layout). The object
+made is an ordinary instance of the frozen class: equal, hashed and frozen like
+any other.
 """
 
 from __future__ import annotations
@@ -30,17 +34,18 @@ def replacer(cls: type[T], *names: str) -> Callable[..., T]:
 
     Every field not named is taken from ``obj``, so fields added to ``cls`` later
     are carried over unchanged, as ``replace`` would. ``__post_init__`` runs when
-    the class has one. Only for slotted dataclasses whose fields are all
-    ``__init__`` parameters.
+    the class has one.
     """
     all_names = _check(cls, names)
     return _generate(cls, f"replace_{'_'.join(names)}", ["_obj", *names], all_names)
 
 
 def _check(cls: type[Any], names: tuple[str, ...]) -> list[str]:
-    """The field names of ``cls``, after checking that functions can be generated."""
-    if not is_dataclass(cls) or "__slots__" not in cls.__dict__:
-        raise TypeError(f"{cls.__name__} is not a slotted dataclass")
+    """The field names of ``cls``, after checking that functions can be generated:
+    a slotted dataclass straight on ``object`` whose fields are all ``__init__``
+    parameters."""
+    if not is_dataclass(cls) or "__slots__" not in cls.__dict__ or cls.__bases__ != (object,):
+        raise TypeError(f"{cls.__name__} is not a slotted dataclass based on object")
     all_names = [f.name for f in fields(cls)]
     if any(not f.init for f in fields(cls)) or len(set(names)) != len(names):
         raise TypeError(f"cannot generate a function for {cls.__name__}{names}")
@@ -50,15 +55,23 @@ def _check(cls: type[Any], names: tuple[str, ...]) -> list[str]:
     return all_names
 
 
+def _twin(cls: type[Any]) -> type[Any]:
+    """A plain class with the slots of ``cls``, whose objects may become ``cls``."""
+    twin = type(f"{cls.__name__}Slots", (), {"__slots__": cls.__dict__["__slots__"]})
+    probe: Any = object.__new__(twin)
+    probe.__class__ = cls  # TypeError here if the layouts differ
+    return twin
+
+
 def _generate(cls: type[T], func: str, params: list[str], all_names: list[str]) -> Callable[..., T]:
     """``def func(*params)`` making a ``cls`` whose fields are the parameters of the
     same name, and the others read from ``_obj``."""
-    namespace: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
-    lines = [f"def {func}({', '.join(params)}):", "    _out = _new(_cls)"]
+    namespace: dict[str, Any] = {"_new": object.__new__, "_twin": _twin(cls), "_cls": cls}
+    lines = [f"def {func}({', '.join(params)}):", "    _out = _new(_twin)"]
     for name in all_names:
-        namespace[f"_set_{name}"] = cls.__dict__[name].__set__
         value = name if name in params else f"_obj.{name}"
-        lines.append(f"    _set_{name}(_out, {value})")
+        lines.append(f"    _out.{name} = {value}")
+    lines.append("    _out.__class__ = _cls")
     if hasattr(cls, "__post_init__"):
         lines.append("    _out.__post_init__()")
     lines.append("    return _out")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+import pickle
+from dataclasses import FrozenInstanceError, dataclass, field, replace
 from datetime import UTC, datetime
 
 import pytest
@@ -78,6 +79,16 @@ class Derived:
     b: int = field(init=False, default=0)
 
 
+@dataclass(frozen=True, slots=True)
+class Base:
+    a: int
+
+
+@dataclass(frozen=True, slots=True)
+class Sub(Base):
+    b: int
+
+
 def test_constructor_equals_the_class_called_with_every_field() -> None:
     values = ("m", "c", EventType.TRACK, AT, "n", "web", {"a": 1}, {}, "u", None, None)
     made = constructor(Event)(*values)
@@ -91,6 +102,23 @@ def test_constructor_equals_the_class_called_with_every_field() -> None:
     for fields in change:
         assert constructor(StageChanged)(*fields) == StageChanged(*fields)
     assert constructor(Grown)(1, "x", (), []).seen == [1]  # __post_init__ ran
+
+
+def test_made_objects_are_ordinary_frozen_instances() -> None:
+    fields = ("c", None, "usage", AT, "saas", 1, "r", "m", "e", 2, None, True)
+    made, plain = constructor(StageChanged)(*fields), StageChanged(*fields)
+    assert type(made) is StageChanged
+    assert hash(made) == hash(plain)
+    assert repr(made) == repr(plain)
+    assert pickle.loads(pickle.dumps(made)) == plain
+    with pytest.raises(FrozenInstanceError):
+        made.visit = 3  # type: ignore[misc]
+    for obj in (made, plain):  # no new attributes either (the error is Python's own)
+        with pytest.raises((AttributeError, TypeError)):
+            obj.extra = 1  # type: ignore[attr-defined]
+    copied = replacer(StageChanged, "visit")(made, 3)
+    assert copied == replace(plain, visit=3)
+    assert hash(copied) == hash(replace(plain, visit=3))
 
 
 def test_constructor_needs_every_field() -> None:
@@ -107,6 +135,8 @@ def test_unsuitable_classes_and_names_are_refused() -> None:
         constructor(Derived)
     with pytest.raises(TypeError, match="slotted"):
         constructor(NoSlots)
+    with pytest.raises(TypeError, match="based on object"):
+        constructor(Sub)
     with pytest.raises(TypeError, match="no field"):
         replacer(CustomerState, "stage", "nope")
     with pytest.raises(TypeError, match="cannot generate"):
