@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache
 from operator import itemgetter
 
 from engine.journey.effects import Duplicate, Effect, StageChanged
@@ -22,6 +23,8 @@ _blake2b = hashlib.blake2b
 _HASH = itemgetter(0)
 _SEEN = itemgetter(1)
 _TRACK = EventType.TRACK  # looked up once: a class attribute lookup on an enum is slow
+# A worker passes one clock reading for a whole batch of events.
+_now_ms = lru_cache(maxsize=4)(to_ms)
 
 # dataclasses.replace for the fields every applied event changes, and for those a
 # stage move changes as well; other fields are carried over.
@@ -39,7 +42,8 @@ _APPLIED = (
 )
 _applied = replacer(CustomerState, *_APPLIED)
 _moved = replacer(CustomerState, *_APPLIED, "stage", "stage_entered_at", "history", "visits")
-_stage_changed = constructor(StageChanged)  # StageChanged(...) with every field, positionally
+_new_state = constructor(CustomerState)
+_stage_changed = constructor(StageChanged)
 
 
 def message_hash(message_id: str) -> int:
@@ -70,9 +74,7 @@ class StageMachine:
         object.__setattr__(self, "_window_ms", int(self.dedupe_window.total_seconds() * 1000))
 
     def new_state(self, customer_id: str) -> CustomerState:
-        return CustomerState(
-            customer_id=customer_id, model=self.model.name, model_version=self.model.version
-        )
+        return _new_state(customer_id, self.model.name, self.model.version)
 
     def apply(
         self, state: CustomerState | None, event: Event, now: datetime
@@ -80,7 +82,7 @@ class StageMachine:
         """Apply one event. A duplicate returns the state it was given, unchanged."""
         if state is None:
             state = self.new_state(event.customer_id)
-        recent = self._remember(state.recent_ids, message_hash(event.message_id), to_ms(now))
+        recent = self._remember(state.recent_ids, message_hash(event.message_id), _now_ms(now))
         if recent is None:
             return state, [Duplicate(customer_id=state.customer_id, message_id=event.message_id)]
 
@@ -105,7 +107,8 @@ class StageMachine:
         touches[channel] = touches.get(channel, 0) + 1
 
         stage = state.stage
-        rule = self._select(stage, event, active_days, late)
+        candidates = model.candidates(stage, event)
+        rule = self._select(candidates, stage, event, active_days, late) if candidates else None
         if rule is None:
             return _applied(
                 state,
@@ -181,10 +184,17 @@ class StageMachine:
             recent = recent[-self.dedupe_max_ids :]
         return recent
 
-    def _select(self, stage: str | None, event: Event, active_days: int, late: bool) -> Rule | None:
+    def _select(
+        self,
+        candidates: tuple[Rule, ...],
+        stage: str | None,
+        event: Event,
+        active_days: int,
+        late: bool,
+    ) -> Rule | None:
         # A candidate already matches the event's type, name and activity; what is
         # left of ``Rule.matches`` are the active days and the property conditions.
-        for rule in self.model.candidates(stage, event):
+        for rule in candidates:
             if active_days < rule.min_active_days_in_stage:
                 continue
             if rule.properties and not all(

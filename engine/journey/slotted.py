@@ -14,19 +14,19 @@ any other.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import fields, is_dataclass
+from dataclasses import MISSING, fields, is_dataclass
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 
 
 def constructor(cls: type[T]) -> Callable[..., T]:
-    """``constructor(C)(a, b, ...)`` equals ``C(a, b, ...)`` with every field given
-    positionally, in declaration order. No defaults: once a field is added to the
-    class, a call that does not pass it fails. ``__post_init__`` runs if defined.
+    """``constructor(C)`` takes the arguments ``C(...)`` takes, with the same
+    defaults (a ``default_factory`` is called for each object), and makes the same
+    object. ``__post_init__`` runs if defined.
     """
     all_names = _check(cls, ())
-    return _generate(cls, f"make_{cls.__name__}", all_names, all_names)
+    return _generate(cls, f"make_{cls.__name__}", all_names, all_names, defaults=True)
 
 
 def replacer(cls: type[T], *names: str) -> Callable[..., T]:
@@ -63,11 +63,34 @@ def _twin(cls: type[Any]) -> type[Any]:
     return twin
 
 
-def _generate(cls: type[T], func: str, params: list[str], all_names: list[str]) -> Callable[..., T]:
+def _generate(
+    cls: type[T], func: str, params: list[str], all_names: list[str], *, defaults: bool = False
+) -> Callable[..., T]:
     """``def func(*params)`` making a ``cls`` whose fields are the parameters of the
-    same name, and the others read from ``_obj``."""
-    namespace: dict[str, Any] = {"_new": object.__new__, "_twin": _twin(cls), "_cls": cls}
-    lines = [f"def {func}({', '.join(params)}):", "    _out = _new(_twin)"]
+    same name, and the others read from ``_obj``. With ``defaults``, a parameter
+    for a field with a default gets that default."""
+    namespace: dict[str, Any] = {
+        "_new": object.__new__,
+        "_twin": _twin(cls),
+        "_cls": cls,
+        "_MISSING": MISSING,
+    }
+    by_name = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
+    signature, body = [], []
+    for name in params:
+        f = by_name.get(name)
+        if f is None or not defaults:  # "_obj", or no defaults wanted
+            signature.append(name)
+        elif f.default is not MISSING:
+            namespace[f"_default_{name}"] = f.default
+            signature.append(f"{name}=_default_{name}")
+        elif f.default_factory is not MISSING:
+            namespace[f"_factory_{name}"] = f.default_factory
+            signature.append(f"{name}=_MISSING")
+            body.append(f"    if {name} is _MISSING: {name} = _factory_{name}()")
+        else:
+            signature.append(name)
+    lines = [f"def {func}({', '.join(signature)}):", *body, "    _out = _new(_twin)"]
     for name in all_names:
         value = name if name in params else f"_obj.{name}"
         lines.append(f"    _out.{name} = {value}")

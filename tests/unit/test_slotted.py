@@ -104,9 +104,11 @@ def test_constructor_equals_the_class_called_with_every_field() -> None:
     assert constructor(Grown)(1, "x", (), []).seen == [1]  # __post_init__ ran
 
 
+CHANGE = ("c", None, "usage", AT, "saas", 1, "r", "m", "e", 2, None, True)
+
+
 def test_made_objects_are_ordinary_frozen_instances() -> None:
-    fields = ("c", None, "usage", AT, "saas", 1, "r", "m", "e", 2, None, True)
-    made, plain = constructor(StageChanged)(*fields), StageChanged(*fields)
+    made, plain = constructor(StageChanged)(*CHANGE), StageChanged(*CHANGE)
     assert type(made) is StageChanged
     assert hash(made) == hash(plain)
     assert repr(made) == repr(plain)
@@ -121,9 +123,17 @@ def test_made_objects_are_ordinary_frozen_instances() -> None:
     assert hash(copied) == hash(replace(plain, visit=3))
 
 
-def test_constructor_needs_every_field() -> None:
+def test_constructor_takes_the_arguments_and_defaults_of_the_class() -> None:
+    make = constructor(CustomerState)
+    assert make("c", "saas", 1) == CustomerState("c", "saas", 1)
+    assert make("c", "saas", 1, events=3) == CustomerState("c", "saas", 1, events=3)
+    assert make(model="m", model_version=2, customer_id="c") == CustomerState("c", "m", 2)
+    first, second = make("c", "saas", 1), make("c", "saas", 1)
+    assert first.visits == {}
+    assert first.visits is not second.visits  # a fresh dict each
+    assert constructor(StageChanged)(*CHANGE[:-1]) == StageChanged(*CHANGE[:-1])  # late=False
     with pytest.raises(TypeError, match="missing"):
-        constructor(StageChanged)("c", None, "usage", AT, "saas", 1, "r", "m", "e", 2, None)
+        constructor(StageChanged)("c", None, "usage")
 
 
 def test_unsuitable_classes_and_names_are_refused() -> None:
