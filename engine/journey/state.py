@@ -43,6 +43,16 @@ class Move:
         object.__setattr__(self, "at_ms", to_ms(self.at))
 
 
+def _ms(at: datetime | None, move: Move | None) -> int | None:
+    """``to_ms(at)``, read from ``move`` when it holds that very datetime (a stage is
+    entered, and often first or last seen, at the time of the move)."""
+    if at is None:
+        return None
+    if move is not None and move.at is at:
+        return move.at_ms
+    return to_ms(at)
+
+
 @dataclass(frozen=True, slots=True)
 class CustomerState:
     """Everything the engine keeps about one customer.
@@ -82,19 +92,19 @@ class CustomerState:
         """:meth:`to_dict` sharing the state's own maps and tuples instead of copying
         them into dicts and lists: the same JSON, cheaper to build, for encoders
         that write tuples as arrays. Not to be changed by the caller."""
-        visits, touches = self.visits, self.touches
-        se, fs, ls = self.stage_entered_at, self.first_seen, self.last_seen
+        visits, touches, history = self.visits, self.touches, self.history
+        first, last = (history[0], history[-1]) if history else (None, None)
         return {
             "v": 1,
             "id": self.customer_id,
             "m": self.model,
             "mv": self.model_version,
             "s": self.stage,
-            "se": None if se is None else to_ms(se),
-            "h": [[m.from_stage, m.to_stage, m.at_ms, m.rule, m.message_id] for m in self.history],
+            "se": _ms(self.stage_entered_at, last),
+            "h": [[m.from_stage, m.to_stage, m.at_ms, m.rule, m.message_id] for m in history],
             "vi": visits if type(visits) is dict else dict(visits),
-            "fs": None if fs is None else to_ms(fs),
-            "ls": None if ls is None else to_ms(ls),
+            "fs": _ms(self.first_seen, first),
+            "ls": _ms(self.last_seen, last),
             "t": touches if type(touches) is dict else dict(touches),
             "n": self.events,
             "ln": self.late_events,
