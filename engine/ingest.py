@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from engine.journey.events import Event, EventType
+from engine.journey.slotted import constructor
 
 REASONS = (
     "too_large",
@@ -32,6 +33,11 @@ REASONS = (
 _TYPES = {t.value: t for t in EventType}
 _DEFAULT_CHANNEL = {EventType.PAGE: "browser", EventType.SCREEN: "mobile"}
 MAX_ID = 512
+_MAX_ID = MAX_ID
+_event = constructor(Event)  # Event(...) with every field, positionally
+# Enum members looked up once (a class attribute lookup on an enum is slow).
+_TRACK, _ALIAS = EventType.TRACK, EventType.ALIAS
+_NAMED = (EventType.PAGE, EventType.SCREEN)
 
 
 class BadInput(ValueError):
@@ -52,7 +58,10 @@ def parse_time(value: Any, field: str) -> datetime:
         parsed = datetime.fromisoformat(text)
     except ValueError:
         raise BadInput("bad_timestamp", f"{field} is not ISO 8601: {value!r:.60}") from None
-    if parsed.tzinfo is None:
+    zone = parsed.tzinfo
+    if zone is UTC:  # 'Z' and '+00:00' parse to the UTC singleton: nothing to convert
+        return parsed
+    if zone is None:
         raise BadInput("bad_timestamp", f"{field} has no UTC offset: {value!r:.60}")
     return parsed.astimezone(UTC)
 
@@ -102,7 +111,7 @@ def decode(
         raise BadInput("not_json", "the record has no value")
     if len(value) > max_bytes:
         raise BadInput("too_large", f"the record is {len(value)} bytes; the limit is {max_bytes}")
-    ce = _headers(headers)
+    ce = _headers(headers) if headers else {}
     cloud = "ce_specversion" in ce
     if cloud and not ce.get("ce_id"):
         raise BadInput("bad_cloudevent", "CloudEvents record without a ce_id header")
@@ -127,13 +136,20 @@ def from_segment(msg: dict[str, Any], raw: bytes, ce: Mapping[str, str] | None =
             "unknown_type", f"unknown type {kind!r:.60}; expected one of {sorted(_TYPES)}"
         )
 
-    user_id = _optional_id(msg, "userId")
-    anonymous_id = _optional_id(msg, "anonymousId")
+    # Ids are usually non-empty strings; anything else takes the checks of _optional_id.
+    user_id: str | None = msg.get("userId")
+    if user_id.__class__ is not str or not user_id or len(user_id) > _MAX_ID:
+        user_id = _optional_id(msg, "userId")
+    anonymous_id: str | None = msg.get("anonymousId")
+    if anonymous_id.__class__ is not str or not anonymous_id or len(anonymous_id) > _MAX_ID:
+        anonymous_id = _optional_id(msg, "anonymousId")
     customer = user_id or anonymous_id
     if customer is None:
         raise BadInput("no_customer", "neither userId nor anonymousId is set")
 
-    message_id = _optional_id(msg, "messageId")
+    message_id: str | None = msg.get("messageId")
+    if message_id.__class__ is not str or not message_id or len(message_id) > _MAX_ID:
+        message_id = _optional_id(msg, "messageId")
     if message_id is None and ce is not None:
         message_id = ce.get("ce_id")
     if message_id is None:
@@ -149,38 +165,51 @@ def from_segment(msg: dict[str, Any], raw: bytes, ce: Mapping[str, str] | None =
 
     name: str | None = None
     previous_id: str | None = None
-    if etype is EventType.TRACK:
+    if etype is _TRACK:
         event_name = msg.get("event")
         if not isinstance(event_name, str) or not event_name.strip():
             raise BadInput("missing_field", "a track call needs an event name")
         if len(event_name) > MAX_ID:
             raise BadInput("bad_field", f"event is longer than {MAX_ID} characters")
         name = event_name.strip()
-    elif etype in (EventType.PAGE, EventType.SCREEN):
+    elif etype in _NAMED:
         page = msg.get("name")
         name = page if isinstance(page, str) and page else None
-    elif etype is EventType.ALIAS:
+    elif etype is _ALIAS:
         previous_id = _optional_id(msg, "previousId")
         if previous_id is None or user_id is None:
             raise BadInput("missing_field", "an alias call needs previousId and userId")
 
-    context = _object(msg, "context")
+    # Objects are usually dicts or absent; anything else takes the checks of _object.
+    context = msg.get("context")
+    if context.__class__ is not dict:
+        context = _object(msg, "context")
     channel = msg.get("channel") or context.get("channel")
     if not isinstance(channel, str) or not channel:
         channel = _DEFAULT_CHANNEL.get(etype, "server")
+    properties = msg.get("properties")
+    if properties.__class__ is not dict:
+        properties = _object(msg, "properties")
+    traits = msg.get("traits")
+    if traits.__class__ is not dict:
+        traits = _object(msg, "traits")
+    if not traits:  # the call's own traits win; else those of its context
+        traits = context.get("traits")
+        if traits.__class__ is not dict:
+            traits = _object(context, "traits")
 
     zone = context.get("timezone")
-    return Event(
-        message_id=message_id,
-        customer_id=customer,
-        type=etype,
-        timestamp=at,
-        name=name,
-        channel=channel[:32],
-        properties=_object(msg, "properties"),
-        traits=_object(msg, "traits") or _object(context, "traits"),
-        user_id=user_id,
-        anonymous_id=anonymous_id,
-        previous_id=previous_id,
-        timezone=zone if isinstance(zone, str) and 0 < len(zone) <= 64 else None,
+    return _event(
+        message_id,
+        customer,
+        etype,
+        at,
+        name,
+        channel[:32],
+        properties,
+        traits,
+        user_id,
+        anonymous_id,
+        previous_id,
+        zone if isinstance(zone, str) and 0 < len(zone) <= 64 else None,
     )

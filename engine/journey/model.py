@@ -28,6 +28,7 @@ _STAGE_KEYS = frozenset({"name", "description", "paying"})
 _MODEL_KEYS = frozenset(
     {"name", "version", "description", "stages", "path", "activity", "rules", "triggers"}
 )
+_TRACK = EventType.TRACK  # looked up once: a class attribute lookup on an enum is slow
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,9 +76,23 @@ class LifecycleModel:
     rules: tuple[Rule, ...]
     description: str = ""
     triggers: TriggerRules = NO_TRIGGERS
-    _index: dict[tuple[str | None, str], tuple[Rule, ...]] = field(
+    _index: dict[tuple[str | None, EventType, str], tuple[Rule, ...]] = field(
         default_factory=dict, compare=False, repr=False
     )
+    # Every event name a rule or the activity list mentions: any other name selects
+    # the same rules as no name, so the index stays bounded whatever names arrive.
+    _names: frozenset[str] = field(init=False, compare=False, repr=False)
+    _ranks: Mapping[str, int] = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        names = set(self.activity_events)
+        for rule in self.rules:
+            names |= rule.events
+        ranks: dict[str, int] = {}
+        for i, stage in enumerate(self.path):
+            ranks.setdefault(stage, i)
+        object.__setattr__(self, "_names", frozenset(names))
+        object.__setattr__(self, "_ranks", ranks)
 
     @property
     def key(self) -> str:
@@ -88,30 +103,33 @@ class LifecycleModel:
         """Position of a stage on the main path; None for off-path stages."""
         if stage is None:
             return -1
-        try:
-            return self.path.index(stage)
-        except ValueError:
-            return None
+        return self._ranks.get(stage)
 
     def is_activity(self, event: Event) -> bool:
-        return event.type is EventType.TRACK and event.name in self.activity_events
+        return event.type is _TRACK and event.name in self.activity_events
 
     def candidates(self, stage: str | None, event: Event) -> tuple[Rule, ...]:
-        """The rules that could fire for this event from this stage, in file order."""
-        key = event.name if event.type is EventType.TRACK and event.name else ""
-        cache_key = (stage, f"{event.type.value}:{key}")
-        found = self._index.get(cache_key)
+        """The rules that could fire for this event from this stage, in file order.
+
+        A candidate's ``types``, ``events`` and ``activity`` conditions hold for the
+        event; what :meth:`Rule.matches` checks beyond them (properties, active days)
+        is left to the caller.
+        """
+        etype = event.type
+        name = event.name
+        key = name if etype is _TRACK and name in self._names else ""
+        found = self._index.get((stage, etype, key))
         if found is None:
             found = tuple(
                 r
                 for r in self.rules
                 if stage in r.sources
                 and r.to != stage
-                and (not r.types or event.type in r.types)
+                and (not r.types or etype in r.types)
                 and (not r.events or key in r.events)
                 and (not r.activity or key in self.activity_events)
             )
-            self._index[cache_key] = found
+            self._index[stage, etype, key] = found
         return found
 
 

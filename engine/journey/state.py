@@ -15,8 +15,9 @@ _MS = timedelta(milliseconds=1)
 
 
 def to_ms(at: datetime) -> int:
-    """Epoch milliseconds, exact (no float rounding)."""
-    return (at - EPOCH) // _MS
+    """Epoch milliseconds, exact (no float rounding), rounded down like ``// 1 ms``."""
+    span = at - EPOCH  # normalized: 0 <= seconds < 86400, 0 <= microseconds < 10**6
+    return (span.days * 86_400 + span.seconds) * 1000 + span.microseconds // 1000
 
 
 def from_ms(ms: int) -> datetime:
@@ -25,13 +26,32 @@ def from_ms(ms: int) -> datetime:
 
 @dataclass(frozen=True, slots=True)
 class Move:
-    """One entry of the bounded stage history."""
+    """One entry of the bounded stage history.
+
+    ``at_ms`` is ``at`` in epoch milliseconds, worked out once: the stored record
+    holds it, and a customer's record is written far more often than its history
+    changes.
+    """
 
     from_stage: str | None
     to_stage: str
     at: datetime
     rule: str
     message_id: str
+    at_ms: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "at_ms", to_ms(self.at))
+
+
+def _ms(at: datetime | None, move: Move | None) -> int | None:
+    """``to_ms(at)``, read from ``move`` when it holds that very datetime (a stage is
+    entered, and often first or last seen, at the time of the move)."""
+    if at is None:
+        return None
+    if move is not None and move.at is at:
+        return move.at_ms
+    return to_ms(at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,25 +85,35 @@ class CustomerState:
 
     def to_dict(self) -> dict[str, Any]:
         """A compact JSON-ready form (times as epoch milliseconds)."""
+        record = self.to_record()
+        record["vi"] = dict(self.visits)
+        record["t"] = dict(self.touches)
+        record["r"] = [list(pair) for pair in self.recent_ids]
+        return record
+
+    def to_record(self) -> dict[str, Any]:
+        """:meth:`to_dict` sharing the state's own maps and tuples instead of copying
+        them into dicts and lists: the same JSON, cheaper to build, for encoders
+        that write tuples as arrays. Not to be changed by the caller."""
+        visits, touches, history = self.visits, self.touches, self.history
+        first, last = (history[0], history[-1]) if history else (None, None)
         out: dict[str, Any] = {
             "v": 1,
             "id": self.customer_id,
             "m": self.model,
             "mv": self.model_version,
             "s": self.stage,
-            "se": None if self.stage_entered_at is None else to_ms(self.stage_entered_at),
-            "h": [
-                [m.from_stage, m.to_stage, to_ms(m.at), m.rule, m.message_id] for m in self.history
-            ],
-            "vi": dict(self.visits),
-            "fs": None if self.first_seen is None else to_ms(self.first_seen),
-            "ls": None if self.last_seen is None else to_ms(self.last_seen),
-            "t": dict(self.touches),
+            "se": _ms(self.stage_entered_at, last),
+            "h": [[m.from_stage, m.to_stage, m.at_ms, m.rule, m.message_id] for m in history],
+            "vi": visits if type(visits) is dict else dict(visits),
+            "fs": _ms(self.first_seen, first),
+            "ls": _ms(self.last_seen, last),
+            "t": touches if type(touches) is dict else dict(touches),
             "n": self.events,
             "ln": self.late_events,
             "ad": self.active_days_in_stage,
             "la": self.last_active_day,
-            "r": [list(pair) for pair in self.recent_ids],
+            "r": self.recent_ids,
         }
         if self.triggers is not None:
             out["tr"] = self.triggers.to_dict()

@@ -18,7 +18,8 @@ from engine.catalog import Catalog
 from engine.clock import Clock
 from engine.ingest import BadInput, decode
 from engine.journey import CustomerState, Duplicate, StageChanged, StageMachine
-from engine.messages import dead_letter_headers, dumps, stage_change
+from engine.journey.slotted import constructor
+from engine.messages import dead_letter_headers, iso, stage_change_value
 from engine.metrics import Metrics
 
 Headers = list[tuple[str, bytes]]
@@ -47,6 +48,9 @@ class Outgoing:
     key: bytes | None
     value: bytes | None
     headers: Headers | None = None
+
+
+_outgoing = constructor(Outgoing)  # Outgoing(...), cheaper per stage change
 
 
 @dataclass(slots=True)
@@ -82,25 +86,28 @@ class Processor:
     def process(self, records: Sequence[Record]) -> BatchResult:
         result = BatchResult()
         outgoing, changed, changes = result.outgoing, result.changed, result.changes
+        # Keyed by the call type itself: a str enum, equal to its value.
         counts: Counter[tuple[str, str]] = Counter()
         transitions: Counter[tuple[str, str, str]] = Counter()
         dead: Counter[str] = Counter()
         now = self.clock.now()
-        apply, states = self.machine.apply, self.states
+        processed_at = iso(now)
+        apply, states, limit = self.machine.apply, self.states, self.max_message_bytes
+        rekeyed, stage_changes = self.rekeyed, self.stage_changes
         for index, record in enumerate(records):
             try:
-                event = decode(record.value, record.headers, max_bytes=self.max_message_bytes)
+                event = decode(record.value, record.headers, max_bytes=limit)
             except BadInput as exc:
                 outgoing.append(self._dead_letter(record, exc, now))
                 dead[exc.reason] += 1
                 counts["unknown", "dead_letter"] += 1
                 continue
-            key = event.customer_id.encode("utf-8")
-            if record.topic != self.rekeyed and record.key != key:
+            key = event.customer_id.encode()
+            if record.topic != rekeyed and record.key != key:
                 # Keyed by something else: re-publish keyed by customer so that the
                 # partition owning this customer's state applies it.
-                outgoing.append(Outgoing(self.rekeyed, key, record.value, record.headers))
-                counts[event.type.value, "rekeyed"] += 1
+                outgoing.append(Outgoing(rekeyed, key, record.value, record.headers))
+                counts[event.type, "rekeyed"] += 1
                 continue
             pending = changed.get(key)
             state = pending[0] if pending is not None else states.get(key)
@@ -112,12 +119,12 @@ class Processor:
                 if isinstance(effect, StageChanged):
                     changes.append(effect)
                     outgoing.append(
-                        Outgoing(self.stage_changes, key, dumps(stage_change(effect, now)))
+                        _outgoing(stage_changes, key, stage_change_value(effect, processed_at))
                     )
                     transitions[effect.model, effect.from_stage or "none", effect.to_stage] += 1
                 elif isinstance(effect, Duplicate):
                     outcome = "duplicate"
-            counts[event.type.value, outcome] += 1
+            counts[event.type, outcome] += 1
         self._count(counts, transitions, dead)
         return result
 
