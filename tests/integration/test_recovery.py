@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from pathlib import Path
 
@@ -90,12 +91,10 @@ async def test_unreadable_stored_record_stops_the_worker_loudly(
     changelog = f"{settings.app_id}-customers-changelog"
     await produce(kafka_bootstrap, changelog, [(b"someone", b'{"v": 99}', None)])
     worker = WorkerProcess(settings, tmp_path / "worker.log")
-    worker.start()
-    # Records are decoded when a customer is next seen: the worker stops there.
-    await produce(
-        kafka_bootstrap, Catalog(settings).name(Catalog.TOUCHPOINTS),
-        [record(seg("someone", "Signed Up", at(0)))],
-    )  # fmt: skip
+    # Every stored record is decoded when its partition is assigned (the timer
+    # index is rebuilt from them): the worker stops there, maybe before it is ready.
+    with contextlib.suppress(RuntimeError):
+        worker.start()
     code = worker.wait_exit(timeout=60)
     log = worker.log()
     assert code not in (None, 0), log[-3000:]
