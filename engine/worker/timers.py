@@ -26,14 +26,24 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
 from aiokafka.partitioner import murmur2
 from mode import Service
 
 from engine.clock import Clock
-from engine.journey import CustomerState, PartitionClocks, Timer, TimerIndex, TriggerEngine
+from engine.journey import (
+    CustomerState,
+    PartitionClocks,
+    StateError,
+    Timer,
+    TimerIndex,
+    TriggerEngine,
+)
 from engine.journey.state import to_ms
+from engine.journey.timers import history_stages, timer_view
+from engine.journey.trigger_rules import TriggerRules
 from engine.metrics import Metrics
-from engine.worker.state_store import decode_state
+from engine.worker.state_store import UnreadableState
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +70,16 @@ class RebuildStats:
     @property
     def seconds_per_100k(self) -> float:
         return self.seconds * 100_000 / max(self.customers, 1)
+
+
+def decode_view(
+    raw: bytes, rules: TriggerRules, with_history: frozenset[str] | None = None
+) -> CustomerState:
+    """A stored record as far as timers need it (``timer_view``)."""
+    try:
+        return timer_view(orjson.loads(raw), rules, with_history)
+    except (orjson.JSONDecodeError, StateError) as exc:
+        raise UnreadableState(f"stored customer record cannot be read: {exc}") from exc
 
 
 class PartitionTimers:
@@ -135,13 +155,16 @@ class PartitionTimers:
 
         Runs alongside processing: it yields to the event loop every
         ``REBUILD_SLICE_S`` and reads each record when it gets to it, so a customer
-        the agents changed meanwhile is scheduled from its newest record. A record
-        that cannot be decoded raises ``UnreadableState`` (the changelog is corrupt).
+        the agents changed meanwhile is scheduled from its newest record. Only what
+        timers need is decoded (``timer_view``). A record that cannot be read
+        raises ``UnreadableState`` (the changelog is corrupt).
         """
         began = time.monotonic()
         self.assign(partitions)
         keys = list(table)  # new customers are scheduled by the agents themselves
         clocks, next_timer, partition_of = self.clocks, self.engine.next_timer, self.partition_of
+        rules = self.engine.rules
+        with_history = history_stages(rules)
         customers = pending = 0
         slice_end = time.perf_counter() + REBUILD_SLICE_S
         for n, key in enumerate(keys):
@@ -155,7 +178,7 @@ class PartitionTimers:
             raw = table.get(key)
             if index is None or raw is None:  # revoked meanwhile, or deleted
                 continue
-            state = decode_state(raw)
+            state = decode_view(raw, rules, with_history)
             timer = next_timer(state)
             customers += 1
             if timer is not None:
