@@ -119,6 +119,12 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+        self.timers_ignored = Counter(
+            "journey_timers_ignored_total",
+            "Fired timers that no longer applied to the customer, by reason",
+            ["reason"],
+            registry=r,
+        )
         self.timer_lag = Histogram(
             "journey_timer_fire_lag_seconds",
             "How long after its due time a timer fired",

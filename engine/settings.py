@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+
+from engine.journey.durations import parse_duration_overrides
+from engine.journey.errors import ModelError
+from engine.journey.policy import (
+    DEFAULT_COOLDOWNS,
+    parse_cooldowns,
+    parse_quiet_hours,
+    valid_timezone,
+)
+from engine.journey.trigger_rules import TriggerType
 
 
 class SettingsError(ValueError):
@@ -67,6 +77,15 @@ class Settings:
     api_timeout_s: float = 5.0  # a request forwarded to the worker owning a customer
     processing_guarantee: str = "at_least_once"
     log_level: str = "info"
+    # Triggers, timers and the delivery policy (docs/triggers.md).
+    clock: str = "wall"  # wall: the machine's clock; event: each partition's newest event time
+    trigger_durations: str = ""  # per time rule, "inactive=21d,trial_stalled=10d"
+    trigger_cooldowns: str = ""  # per type over the defaults, "nurture=1d"; "off": none
+    trigger_daily_cap: int = 2  # triggers per customer per rolling 24 h; 0: no cap
+    quiet_hours: str = "21:00-08:00"  # in the customer's zone; "off": none
+    default_timezone: str = "UTC"  # when an event gave no valid context.timezone
+    suppression_list: str = ""  # customer ids "a,b", or "@/path" (one id per line)
+    timer_tick_s: float = 0.25  # how often due timers are looked for
 
     def __repr__(self) -> str:
         shown = ", ".join(
@@ -154,10 +173,63 @@ class Settings:
                 "JOURNEY_REDIS_TIMEOUT_S, JOURNEY_REDIS_FLUSH_INTERVAL_S and "
                 "JOURNEY_REDIS_RETRY_MAX_S must be > 0"
             )
+        self._validate_triggers()
+
+    def _validate_triggers(self) -> None:
+        if self.clock not in ("wall", "event"):
+            raise SettingsError(
+                f"JOURNEY_CLOCK must be wall (production) or event (replays, backfills, "
+                f"tests), got {self.clock!r}"
+            )
+        if self.trigger_daily_cap < 0:
+            raise SettingsError("JOURNEY_TRIGGER_DAILY_CAP must be >= 0 (0: no cap)")
+        if not 0 < self.timer_tick_s <= 1:
+            raise SettingsError(
+                "JOURNEY_TIMER_TICK_S must be in (0, 1]: due timers fire within a second"
+            )
+        # The parsers of the core say what is wrong; the variable is named here.
+        checks: list[tuple[str, Callable[[], object]]] = [
+            ("JOURNEY_TRIGGER_DURATIONS", lambda: parse_duration_overrides(self.trigger_durations)),
+            ("JOURNEY_TRIGGER_COOLDOWNS", lambda: trigger_cooldowns(self.trigger_cooldowns)),
+            ("JOURNEY_QUIET_HOURS", lambda: parse_quiet_hours(self.quiet_hours)),
+        ]
+        for name, check in checks:
+            try:
+                check()
+            except ModelError as exc:
+                raise SettingsError(f"{name}: {exc}") from None
+        if not valid_timezone(self.default_timezone):
+            raise SettingsError(
+                f"JOURNEY_DEFAULT_TIMEZONE: unknown IANA time zone {self.default_timezone!r} "
+                "(such as UTC or Europe/Berlin)"
+            )
+        suppression_list(self.suppression_list)
 
     @property
     def data_path(self) -> Path:
         return Path(self.data_dir)
+
+
+def trigger_cooldowns(text: str) -> dict[TriggerType, int]:
+    """``JOURNEY_TRIGGER_COOLDOWNS``: empty for the defaults, ``off`` for none, or
+    ``type=duration`` items that replace the defaults of the types they name."""
+    if text.strip().lower() in ("off", "none"):
+        return {}
+    return {**DEFAULT_COOLDOWNS, **parse_cooldowns(text)}
+
+
+def suppression_list(text: str) -> frozenset[str]:
+    """``JOURNEY_SUPPRESSION_LIST``: comma-separated customer ids, or ``@PATH`` of a
+    UTF-8 file with one id per line (blank lines and ``#`` comments left out)."""
+    text = text.strip()
+    if not text.startswith("@"):
+        return frozenset(i.strip() for i in text.split(",") if i.strip())
+    path = Path(text[1:].strip())
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"JOURNEY_SUPPRESSION_LIST: cannot read {path}: {exc}") from None
+    return frozenset(s for s in (line.strip() for line in lines) if s and not s.startswith("#"))
 
 
 def _convert(name: str, type_name: object, raw: str) -> Any:

@@ -6,11 +6,11 @@ The agent only turns Faust events into :class:`Record` and hands them to the
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import weakref
 from collections.abc import Iterator, MutableMapping, Sequence
-from datetime import timedelta
 from typing import Any, cast
 
 import faust
@@ -24,17 +24,20 @@ from engine import envelope
 from engine.catalog import Catalog
 from engine.clock import Clock, WallClock
 from engine.ingest import BadInput
-from engine.journey import StageMachine, resolve_model
 from engine.messages import dead_letter_headers
 from engine.metrics import Metrics
 from engine.settings import Settings
 from engine.worker.api import add_api
 from engine.worker.batcher import Batcher
+from engine.worker.effects import EffectRouter
 from engine.worker.observe import Observer
 from engine.worker.processor import BatchResult, Processor, Record
 from engine.worker.recovery import BulkRecoveryTableManager
 from engine.worker.sink import Sink
 from engine.worker.state_store import StateStore
+from engine.worker.timer_agent import install as install_timers
+from engine.worker.timers import PartitionTimers
+from engine.worker.triggering import trigger_engine
 from engine.worker.web import add_metrics_page
 
 log = logging.getLogger(__name__)
@@ -54,13 +57,8 @@ class JourneyApp:
     ) -> None:
         self.settings = settings
         self.catalog = Catalog(settings)
-        self.model = resolve_model(settings.model)
-        self.machine = StageMachine(
-            self.model,
-            dedupe_window=timedelta(seconds=settings.dedupe_window_s),
-            dedupe_max_ids=settings.dedupe_max_ids,
-            history_limit=settings.history_limit,
-        )
+        self.engine = trigger_engine(settings)  # the stage machine with triggers
+        self.machine, self.model = self.engine.machine, self.engine.model
         self.registry = registry or CollectorRegistry()
         self.metrics = Metrics(self.registry)
         partitions = self.catalog[Catalog.TOUCHPOINTS].partitions
@@ -109,15 +107,22 @@ class JourneyApp:
         # Faust send per table write.
         self.store = StateStore(_TableStore(self.table), settings.state_cache_size)
         self.sink = Sink(settings)
+        self._sink_lock = asyncio.Lock()
         self.app.on_partitions_revoked.connect(self._partitions_moved)
         self.app.on_partitions_assigned.connect(self._partitions_moved)
+        self.timers = PartitionTimers(
+            self.engine, partitions, clock or WallClock(), event_time=settings.clock == "event"
+        )
+        self.router = EffectRouter(self.catalog, self.metrics)
         self.processor = Processor(
-            machine=self.machine,
+            machine=self.engine,
             states=self.store,
             catalog=self.catalog,
             clock=clock or WallClock(),
             metrics=self.metrics,
             max_message_bytes=settings.max_message_bytes,
+            effects=self.router,
+            event_time=self.timers.clocks,
         )
         self.dead_letter = self.catalog.name(Catalog.DEAD_LETTER)
         batcher_settings, batcher_catalog = settings, self.catalog
@@ -135,17 +140,24 @@ class JourneyApp:
         self.app.agent(self.source, name="journey", supervisor_strategy=CrashingSupervisor)(
             self._agent
         )
+        install_timers(self)
+
+    async def start_sink(self) -> None:
+        async with self._sink_lock:
+            sink = self.sink
+            if not sink._started.is_set():
+                # Started here, not at app start: the agent may get its first batch
+                # before Faust starts extra services. The app stops it on shutdown.
+                await self.app.add_runtime_dependency(sink)
+                await sink.prepare(
+                    [
+                        *(self.catalog.name(k) for k in (Catalog.REKEYED, Catalog.DEAD_LETTER)),
+                        *self.router.topics,
+                    ]
+                )
 
     async def _agent(self, stream: faust.StreamT[bytes]) -> None:
-        sink = self.sink
-        if not sink._started.is_set():
-            # Started here, not at app start: the agent may get its first batch
-            # before Faust starts extra services. The app stops it on shutdown.
-            await self.app.add_runtime_dependency(sink)
-            await sink.prepare(
-                self.catalog.name(key)
-                for key in (Catalog.STAGE_CHANGES, Catalog.REKEYED, Catalog.DEAD_LETTER)
-            )
+        await self.start_sink()
         settings = self.settings
         assert isinstance(stream, faust.Stream)  # take_events is on the class only
         async for events in stream.take_events(settings.agent_take, settings.agent_within_s):
@@ -189,6 +201,7 @@ class JourneyApp:
         )
         for out in result.outgoing:
             sink.add(out.topic, out.key, out.value, out.headers)
+        self.timers.schedule_changed(message.partition, result.changed)
         if result.changed:
             changelog = self.table.changelog_topic.get_topic_name()
             # The store writes under the current event's partition (RocksDB keeps one

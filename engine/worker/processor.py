@@ -12,15 +12,25 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from engine.catalog import Catalog
 from engine.clock import Clock
 from engine.ingest import BadInput, decode
-from engine.journey import CustomerState, Duplicate, StageChanged, StageMachine
+from engine.journey import (
+    CustomerState,
+    Duplicate,
+    PartitionClocks,
+    StageChanged,
+    StageMachine,
+    TriggerEngine,
+)
 from engine.journey.slotted import constructor
 from engine.messages import dead_letter_headers, iso, stage_change_value
 from engine.metrics import Metrics
+
+if TYPE_CHECKING:
+    from engine.worker.effects import EffectRouter
 
 Headers = list[tuple[str, bytes]]
 
@@ -67,14 +77,21 @@ class BatchResult:
 class Processor:
     def __init__(
         self,
-        machine: StageMachine,
+        machine: StageMachine | TriggerEngine,
         states: StateSource,
         catalog: Catalog,
         clock: Clock,
         metrics: Metrics,
         max_message_bytes: int,
+        effects: EffectRouter | None = None,
+        event_time: PartitionClocks | None = None,
     ) -> None:
+        """``effects``: where trigger effects go. ``event_time``: the partition
+        clocks of the event-time mode (``now`` is the partition's newest event
+        time); None: ``clock``."""
         self.machine = machine
+        self.effects = effects
+        self.event_time = event_time
         self.states = states
         self.clock = clock
         self.metrics = metrics
@@ -94,6 +111,7 @@ class Processor:
         processed_at = iso(now)
         apply, states, limit = self.machine.apply, self.states, self.max_message_bytes
         rekeyed, stage_changes = self.rekeyed, self.stage_changes
+        router, event_time = self.effects, self.event_time
         for index, record in enumerate(records):
             try:
                 event = decode(record.value, record.headers, max_bytes=limit)
@@ -109,6 +127,9 @@ class Processor:
                 outgoing.append(Outgoing(rekeyed, key, record.value, record.headers))
                 counts[event.type, "rekeyed"] += 1
                 continue
+            if event_time is not None:
+                now = event_time.observe(record.partition, event.timestamp)
+                processed_at = iso(now)
             pending = changed.get(key)
             state = pending[0] if pending is not None else states.get(key)
             new_state, effects = apply(state, event, now)
@@ -124,6 +145,8 @@ class Processor:
                     transitions[effect.model, effect.from_stage or "none", effect.to_stage] += 1
                 elif isinstance(effect, Duplicate):
                     outcome = "duplicate"
+                elif router is not None:
+                    router.route(key, effect, now, outgoing)
             counts[event.type, outcome] += 1
         self._count(counts, transitions, dead)
         return result

@@ -32,6 +32,7 @@ def populated_metrics() -> Metrics:
     m.count_triggers({("nurture", "sent"): 2, ("churn_risk", "suppressed_cooldown"): 1})
     m.timers_pending.set(12)
     m.timers_fired.labels("inactivity").inc()
+    m.timers_ignored.labels("superseded").inc()
     m.timer_lag.observe(0.3)
     m.consumer_lag.labels("touchpoints", "0").set(42)
     m.assigned_partitions.set(4)

@@ -25,7 +25,7 @@ from engine.profiles import read_profile
 from tests.integration.conftest import make_settings
 from tests.integration.kafka_io import produce
 from tests.integration.redis_servers import PinnedRedis
-from tests.integration.segment import at, record, seg
+from tests.integration.segment import at, iso, record, seg
 from tests.integration.worker_http import (
     OPENAPI,
     OPENAPI_PATH,
@@ -121,7 +121,7 @@ async def test_profile_and_explain_of_a_customer(worker: WorkerProcess, unique_n
     assert profile["customer_id"] == who
     assert (profile["model"], profile["stage"], profile["events"]) == ("saas", "onboarding", 4)
     assert profile["stage_rule"] == "first_activity"
-    assert profile["stage_entered_at"] == "2026-03-06T09:00:00.000Z"
+    assert profile["stage_entered_at"] == iso(at(4))
     assert profile["visits"] == {"discovery": 1, "evaluation": 1, "acquisition": 1, "onboarding": 1}
 
     explained = await get_doc(worker, f"/customers/{who}/explain", 200, "Explain")
@@ -129,7 +129,7 @@ async def test_profile_and_explain_of_a_customer(worker: WorkerProcess, unique_n
     assert moves == [move for _, _, move in JOURNEY]
     assert all(m["rule_description"] for m in explained["history"])
     assert len({m["message_id"] for m in explained["history"]}) == 4
-    assert explained["history"][1]["at"] == "2026-03-03T09:00:00.000Z"
+    assert explained["history"][1]["at"] == iso(at(1))
     assert (explained["moves"], explained["history_truncated"]) == (4, False)
     assert explained["pending_timers"] == explained["triggers"] == []
     assert explained["policy_decisions"] == []
@@ -216,7 +216,7 @@ async def test_scrape_passes_promtool_and_has_the_worker_series(
     assert total(metrics, "journey_assigned_partitions") == 2
     assert total(metrics, "journey_table_keys", table="customers") >= 1
     assert total(metrics, "journey_redis_written_profiles_total") >= 1
-    assert total(metrics, "journey_timers_pending") == 0
+    assert total(metrics, "journey_timers_pending") >= 1  # the journeys' next timers
     assert total(metrics, "process_resident_memory_bytes") > 0
     topics = Catalog(worker.settings)
     lag_topics = {
