@@ -5,11 +5,13 @@ Their shapes are the schemas of ``engine/worker/openapi.json``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from engine.ingest import MAX_ID
 from engine.journey import CustomerState, LifecycleModel
+from engine.journey.state import from_ms
+from engine.journey.timers import Timer
 from engine.messages import iso
 from engine.metrics import StageKey
 from engine.profiles import profile_fields, read_profile
@@ -35,12 +37,17 @@ def profile_doc(state: CustomerState) -> dict[str, Any]:
     return read_profile(fields)
 
 
-def explain_doc(state: CustomerState, model: LifecycleModel) -> dict[str, Any]:
+def explain_doc(
+    state: CustomerState, model: LifecycleModel, pending: Sequence[Timer] = ()
+) -> dict[str, Any]:
     """How the customer got to their stage: every move kept in the state's history
     (``history_limit`` newest), with the model rule and the input message behind it.
 
-    ``pending_timers``, ``triggers`` and ``policy_decisions`` are lists that stay
-    empty until the engine schedules timers and raises triggers.
+    ``pending_timers``: the customer's timers (``TriggerEngine.pending_timers``), each
+    with its rule and due time. ``triggers``: triggers held back by quiet hours, with
+    their rule and cause. Sent triggers and every policy decision are on the trigger
+    and decision topics; the state keeps only their ids' digests, so
+    ``policy_decisions`` stays empty here.
     """
     rules = {rule.name: rule for rule in model.rules} if state.model == model.name else {}
     moves_total = sum(state.visits.values())
@@ -71,8 +78,21 @@ def explain_doc(state: CustomerState, model: LifecycleModel) -> dict[str, Any]:
         "moves": moves_total,
         "history": history,
         "history_truncated": moves_total > len(history),
-        "pending_timers": [],
-        "triggers": [],
+        "pending_timers": [
+            {"kind": t.kind.value, "rule": t.rule, "due_at": iso(t.due_at)} for t in pending
+        ],
+        "triggers": [
+            {
+                "trigger_id": h.trigger_id,
+                "type": h.type.value,
+                "rule": h.rule,
+                "stage": h.stage,
+                "status": "held",
+                "fired_at": iso(from_ms(h.fired_ms)),
+                "cause": h.cause,
+            }
+            for h in (state.triggers.held if state.triggers is not None else ())
+        ],
         "policy_decisions": [],
     }
 

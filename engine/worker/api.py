@@ -124,7 +124,8 @@ class Api:
         state = await self._state(web, request, customer)
         if not isinstance(state, CustomerState):
             return state
-        return self.json(web, explain_doc(state, self.model))
+        pending = self.journey.engine.pending_timers(state)
+        return self.json(web, explain_doc(state, self.model, pending))
 
     async def _state(self, web: Any, request: Any, raw_id: str) -> CustomerState | Any:
         """The customer's state from the table, or the owner's response."""

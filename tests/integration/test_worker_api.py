@@ -130,8 +130,11 @@ async def test_profile_and_explain_of_a_customer(worker: WorkerProcess, unique_n
     assert all(m["rule_description"] for m in explained["history"])
     assert len({m["message_id"] for m in explained["history"]}) == 4
     assert explained["history"][1]["at"] == iso(at(1))
+    # A paying customer active on day 4 is due for the `inactive` check 14 days later.
+    pending = {t["rule"]: t["due_at"] for t in explained["pending_timers"]}
+    assert pending.get("inactive") == iso(at(4 + 14)), explained["pending_timers"]
+    assert explained["triggers"] == []
     assert (explained["moves"], explained["history_truncated"]) == (4, False)
-    assert explained["pending_timers"] == explained["triggers"] == []
     assert explained["policy_decisions"] == []
 
 
