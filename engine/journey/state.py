@@ -43,8 +43,14 @@ class Move:
         object.__setattr__(self, "at_ms", to_ms(self.at))
 
 
-def _ms(at: datetime | None) -> int | None:
-    return None if at is None else to_ms(at)
+def _ms(at: datetime | None, move: Move | None) -> int | None:
+    """``to_ms(at)``, read from ``move`` when it holds that very datetime (a stage is
+    entered, and often first or last seen, at the time of the move)."""
+    if at is None:
+        return None
+    if move is not None and move.at is at:
+        return move.at_ms
+    return to_ms(at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,25 +93,18 @@ class CustomerState:
         them into dicts and lists: the same JSON, cheaper to build, for encoders
         that write tuples as arrays. Not to be changed by the caller."""
         visits, touches, history = self.visits, self.touches, self.history
-        se, fs, ls = self.stage_entered_at, self.first_seen, self.last_seen
-        if history:  # a stage is entered, and often first or last seen, at a move
-            first, last = history[0], history[-1]
-            se_ms = last.at_ms if se is last.at else _ms(se)
-            fs_ms = first.at_ms if fs is first.at else _ms(fs)
-            ls_ms = last.at_ms if ls is last.at else _ms(ls)
-        else:
-            se_ms, fs_ms, ls_ms = _ms(se), _ms(fs), _ms(ls)
+        first, last = (history[0], history[-1]) if history else (None, None)
         return {
             "v": 1,
             "id": self.customer_id,
             "m": self.model,
             "mv": self.model_version,
             "s": self.stage,
-            "se": se_ms,
+            "se": _ms(self.stage_entered_at, last),
             "h": [[m.from_stage, m.to_stage, m.at_ms, m.rule, m.message_id] for m in history],
             "vi": visits if type(visits) is dict else dict(visits),
-            "fs": fs_ms,
-            "ls": ls_ms,
+            "fs": _ms(self.first_seen, first),
+            "ls": _ms(self.last_seen, last),
             "t": touches if type(touches) is dict else dict(touches),
             "n": self.events,
             "ln": self.late_events,
