@@ -8,6 +8,7 @@ table once per batch and sends everything without waiting message by message.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -84,11 +85,10 @@ class Processor:
     def process(self, records: Sequence[Record]) -> BatchResult:
         result = BatchResult()
         outgoing, changed = result.outgoing, result.changed
-        # Plain dicts (cheaper per update than Counter); keyed by the call type
-        # itself, a str enum equal to its value.
-        counts: dict[tuple[str, str], int] = {}
-        transitions: dict[tuple[str, str, str], int] = {}
-        dead: dict[str, int] = {}
+        # Keyed by the call type itself: a str enum, equal to its value.
+        counts: Counter[tuple[str, str]] = Counter()
+        transitions: Counter[tuple[str, str, str]] = Counter()
+        dead: Counter[str] = Counter()
         now = self.clock.now()
         processed_at = iso(now)
         apply, states, limit = self.machine.apply, self.states, self.max_message_bytes
@@ -98,17 +98,15 @@ class Processor:
                 event = decode(record.value, record.headers, max_bytes=limit)
             except BadInput as exc:
                 outgoing.append(self._dead_letter(record, exc, now))
-                dead[exc.reason] = dead.get(exc.reason, 0) + 1
-                counted = "unknown", "dead_letter"
-                counts[counted] = counts.get(counted, 0) + 1
+                dead[exc.reason] += 1
+                counts["unknown", "dead_letter"] += 1
                 continue
             key = event.customer_id.encode()
             if record.topic != rekeyed and record.key != key:
                 # Keyed by something else: re-publish keyed by customer so that the
                 # partition owning this customer's state applies it.
                 outgoing.append(Outgoing(rekeyed, key, record.value, record.headers))
-                counted = event.type, "rekeyed"
-                counts[counted] = counts.get(counted, 0) + 1
+                counts[event.type, "rekeyed"] += 1
                 continue
             pending = changed.get(key)
             state = pending[0] if pending is not None else states.get(key)
@@ -121,20 +119,18 @@ class Processor:
                     outgoing.append(
                         _outgoing(stage_changes, key, stage_change_value(effect, processed_at))
                     )
-                    moved = effect.model, effect.from_stage or "none", effect.to_stage
-                    transitions[moved] = transitions.get(moved, 0) + 1
+                    transitions[effect.model, effect.from_stage or "none", effect.to_stage] += 1
                 elif isinstance(effect, Duplicate):
                     outcome = "duplicate"
-            counted = event.type, outcome
-            counts[counted] = counts.get(counted, 0) + 1
+            counts[event.type, outcome] += 1
         self._count(counts, transitions, dead)
         return result
 
     def _count(
         self,
-        counts: dict[tuple[str, str], int],
-        transitions: dict[tuple[str, str, str], int],
-        dead: dict[str, int],
+        counts: Counter[tuple[str, str]],
+        transitions: Counter[tuple[str, str, str]],
+        dead: Counter[str],
     ) -> None:
         metrics = self.metrics
         for labels, n in counts.items():
