@@ -130,11 +130,18 @@ def plain_process(
     return outgoing, changed, counts
 
 
+COUNTERS = (
+    "journey_events_total",
+    "journey_dead_letters_total",
+    "journey_stage_transitions_total",
+)
+
+
 def samples(metrics: Metrics) -> dict[Any, float]:
     out: dict[Any, float] = {}
     for family in metrics.registry.collect():
         for sample in family.samples:
-            if sample.name.endswith("_total"):
+            if sample.name in COUNTERS:
                 out[sample.name, tuple(sorted(sample.labels.items()))] = sample.value
     return out
 
