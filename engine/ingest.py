@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any
 
 import orjson
@@ -38,6 +39,7 @@ _event = constructor(Event)  # Event(...) with every field, positionally
 # Enum members looked up once (a class attribute lookup on an enum is slow).
 _TRACK, _ALIAS = EventType.TRACK, EventType.ALIAS
 _NAMED = (EventType.PAGE, EventType.SCREEN)
+_NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 
 
 class BadInput(ValueError):
@@ -111,7 +113,7 @@ def decode(
         raise BadInput("not_json", "the record has no value")
     if len(value) > max_bytes:
         raise BadInput("too_large", f"the record is {len(value)} bytes; the limit is {max_bytes}")
-    ce = _headers(headers) if headers else {}
+    ce = _headers(headers) if headers else _NO_HEADERS
     cloud = "ce_specversion" in ce
     if cloud and not ce.get("ce_id"):
         raise BadInput("bad_cloudevent", "CloudEvents record without a ce_id header")

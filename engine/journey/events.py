@@ -47,4 +47,9 @@ class Event:
     @property
     def label(self) -> str:
         """A short human label: the event name, or the call type."""
-        return self.name if self.type is EventType.TRACK and self.name else self.type.value
+        return self.name if self.type is _TRACK and self.name else _VALUES[self.type]
+
+
+# Looked up once: reading an enum member or its value is slow.
+_TRACK = EventType.TRACK
+_VALUES = {t: t.value for t in EventType}

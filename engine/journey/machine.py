@@ -43,6 +43,7 @@ _APPLIED = (
 _applied = replacer(CustomerState, *_APPLIED)
 _moved = replacer(CustomerState, *_APPLIED, "stage", "stage_entered_at", "history", "visits")
 _new_state = constructor(CustomerState)
+_move = constructor(Move)
 _stage_changed = constructor(StageChanged)
 
 
@@ -127,7 +128,7 @@ class StageMachine:
         to = rule.to
         visits = dict(state.visits)
         visit = visits[to] = visits.get(to, 0) + 1
-        history = (*state.history, Move(stage, to, at, rule.name, event.message_id))
+        history = (*state.history, _move(stage, to, at, rule.name, event.message_id))
         if len(history) > self.history_limit:
             history = history[-self.history_limit :]
         # Days are counted from the day the stage was entered, that day included.

@@ -41,18 +41,18 @@ def replacer(cls: type[T], *names: str) -> Callable[..., T]:
 
 
 def _check(cls: type[Any], names: tuple[str, ...]) -> list[str]:
-    """The field names of ``cls``, after checking that functions can be generated:
-    a slotted dataclass straight on ``object`` whose fields are all ``__init__``
-    parameters."""
+    """The names of the ``__init__`` fields of ``cls``, after checking that functions
+    can be generated: a slotted dataclass straight on ``object``, and ``names``
+    distinct ``__init__`` fields."""
     if not is_dataclass(cls) or "__slots__" not in cls.__dict__ or cls.__bases__ != (object,):
         raise TypeError(f"{cls.__name__} is not a slotted dataclass based on object")
-    all_names = [f.name for f in fields(cls)]
-    if any(not f.init for f in fields(cls)) or len(set(names)) != len(names):
+    init_names = [f.name for f in fields(cls) if f.init]
+    if len(set(names)) != len(names):
         raise TypeError(f"cannot generate a function for {cls.__name__}{names}")
-    unknown = sorted(set(names) - set(all_names))
+    unknown = sorted(set(names) - set(init_names))
     if unknown:
-        raise TypeError(f"{cls.__name__} has no field(s) {', '.join(unknown)}")
-    return all_names
+        raise TypeError(f"{cls.__name__} has no __init__ field(s) {', '.join(unknown)}")
+    return init_names
 
 
 def _twin(cls: type[Any]) -> type[Any]:
@@ -66,9 +66,9 @@ def _twin(cls: type[Any]) -> type[Any]:
 def _generate(
     cls: type[T], func: str, params: list[str], all_names: list[str], *, defaults: bool = False
 ) -> Callable[..., T]:
-    """``def func(*params)`` making a ``cls`` whose fields are the parameters of the
-    same name, and the others read from ``_obj``. With ``defaults``, a parameter
-    for a field with a default gets that default."""
+    """``def func(*params)`` making a ``cls`` whose ``__init__`` fields (``all_names``)
+    are the parameters of the same name, and the others read from ``_obj``. With
+    ``defaults``, a parameter for a field with a default gets that default."""
     namespace: dict[str, Any] = {
         "_new": object.__new__,
         "_twin": _twin(cls),
@@ -94,6 +94,17 @@ def _generate(
     for name in all_names:
         value = name if name in params else f"_obj.{name}"
         lines.append(f"    _out.{name} = {value}")
+    for f in fields(cls):  # type: ignore[arg-type]
+        # Not __init__ parameters: as __init__ does, the default or nothing
+        # (__post_init__ may set them).
+        if f.init:
+            continue
+        if f.default is not MISSING:
+            namespace[f"_default_{f.name}"] = f.default
+            lines.append(f"    _out.{f.name} = _default_{f.name}")
+        elif f.default_factory is not MISSING:
+            namespace[f"_factory_{f.name}"] = f.default_factory
+            lines.append(f"    _out.{f.name} = _factory_{f.name}()")
     lines.append("    _out.__class__ = _cls")
     if hasattr(cls, "__post_init__"):
         lines.append("    _out.__post_init__()")

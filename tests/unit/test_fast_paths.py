@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 import orjson
 import pytest
 
+from engine.ingest import parse_time
 from engine.journey import CustomerState, StageMachine, load_preset, preset_names
 from engine.journey.state import EPOCH, Move, from_ms, to_ms
 from engine.messages import iso
@@ -138,3 +139,30 @@ def test_a_move_knows_its_time_in_milliseconds_without_showing_it() -> None:
     assert move == Move(None, "usage", at, "r", "m")
     assert "at_ms" not in repr(move)
     assert replace(move, at=EPOCH).at_ms == 0
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-03-02T09:00:00Z",
+        "2026-03-02T09:00:00.1Z",
+        "2026-03-02T09:00:00.123Z",
+        "2026-03-02T09:00:00.123456Z",
+        "2026-03-02T09:00:00+00:00",
+        "2026-03-02T09:00:00-00:00",
+        "2026-03-02T09:00:00.5+00:00",
+        "2026-03-02T10:00:00+01:00",
+        "2026-03-02T03:30:00.999-05:30",
+        "2026-03-02T09:00:00+00:00:01",
+        "2026-03-02 09:00Z",
+        " 2026-03-02T09:00:00Z\n",
+        "0001-01-01T00:00:00Z",
+        "9999-12-31T23:59:59.999999Z",
+    ],
+)
+def test_parse_time_is_fromisoformat_in_utc(text: str) -> None:
+    parsed = parse_time(text, "timestamp")
+    plain = datetime.fromisoformat(text.strip()).astimezone(UTC)
+    assert parsed == plain
+    assert parsed.tzinfo is UTC
+    assert parsed.isoformat() == plain.isoformat()
