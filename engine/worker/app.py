@@ -9,14 +9,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import weakref
 from collections.abc import Iterator, MutableMapping, Sequence
-from typing import Any, cast
+from typing import Any
 
 import faust
-from faust.streams import _current_event  # the context behind faust.current_event()
-from faust.types import TP, EventT
-from faust.types.stores import StoreT
+from faust.types import EventT
 from mode.supervisors import CrashingSupervisor
 from prometheus_client import CollectorRegistry
 
@@ -35,6 +32,7 @@ from engine.worker.processor import BatchResult, Processor, Record
 from engine.worker.recovery import BulkRecoveryTableManager
 from engine.worker.sink import Sink
 from engine.worker.state_store import StateStore
+from engine.worker.table_writes import flush, write_states
 from engine.worker.timer_agent import install as install_timers
 from engine.worker.timers import PartitionTimers
 from engine.worker.triggering import trigger_engine
@@ -170,14 +168,7 @@ class JourneyApp:
         after everything is acknowledged."""
         applied = [self._apply(event) for event in events]
         processed = time.monotonic()
-        changelog = self.table.changelog_topic.get_topic_name()
-        data = cast(StoreT[bytes, bytes], self.table.data)
-        for written in await self.sink.flush():
-            if written.topic == changelog:
-                # What Faust does after its own changelog sends: RocksDB remembers
-                # the offset so a restart reads only the changelog after it.
-                tp = TP(written.topic, written.partition)
-                data.set_persisted_offset(tp, written.base + written.count - 1)
+        await flush(self.table, self.sink)
         for done in applied:
             if done is not None:
                 self.observe.batch(*done, processed)
@@ -186,7 +177,7 @@ class JourneyApp:
         """One batch message: apply its records and queue what they produce; the
         partition and the result, for the per-batch bookkeeping (None: unreadable)."""
         message = event.message
-        sink, store = self.sink, self.store
+        sink = self.sink
         try:
             batch = envelope.decode(message.value or b"")
         except envelope.BadEnvelope as exc:
@@ -203,15 +194,9 @@ class JourneyApp:
             sink.add(out.topic, out.key, out.value, out.headers)
         self.timers.schedule_changed(message.partition, result.changed)
         if result.changed:
-            changelog = self.table.changelog_topic.get_topic_name()
-            # The store writes under the current event's partition (RocksDB keeps one
-            # database per partition): the batch message's, the customers' partition.
-            token = _current_event.set(weakref.ref(event))
-            try:
-                for key, (state, _index) in result.changed.items():
-                    sink.add(changelog, key, store.put(key, state), partition=message.partition)
-            finally:
-                _current_event.reset(token)
+            # Under the batch message's partition: the customers' partition.
+            states = ((key, state) for key, (state, _index) in result.changed.items())
+            write_states(self.table, self.store, sink, event, states)
         return message.partition, result
 
     def _reject(self, message: Any, error: envelope.BadEnvelope) -> None:

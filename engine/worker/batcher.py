@@ -46,7 +46,7 @@ class _CommitOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 class Batcher(Service):
-    """Moves input records into the batch topic. ``records_total`` counts them."""
+    """Moves input records into the batch topic."""
 
     def __init__(self, settings: Settings, catalog: Catalog, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -54,7 +54,6 @@ class Batcher(Service):
         self.sources = [catalog.name(Catalog.TOUCHPOINTS), catalog.name(Catalog.REKEYED)]
         self.target = catalog.name(Catalog.BATCHES)
         self.group_id = f"{settings.app_id}-batcher"
-        self.records_total = 0
         self._acked: dict[TopicPartition, int] = {}
         self._committed: dict[TopicPartition, int] = {}
         self._last_commit = time.monotonic()
@@ -139,7 +138,6 @@ class Batcher(Service):
                     data = envelope.encode(tp.topic, tp.partition, chunk)
                     sends.append(await producer.send(target, data, partition=tp.partition))
                 fetched_to[tp] = messages[-1].offset + 1
-                self.records_total += len(messages)
             if sends:
                 await asyncio.gather(*sends)
                 self._acked.update(fetched_to)

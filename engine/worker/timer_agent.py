@@ -13,14 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import weakref
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import faust
-from faust.streams import _current_event  # the context behind faust.current_event()
 from faust.types import TP, EventT
-from faust.types.stores import StoreT
 from mode.supervisors import CrashingSupervisor
 
 from engine import messages
@@ -33,6 +30,7 @@ from engine.worker.effects import EffectRouter
 from engine.worker.processor import Outgoing
 from engine.worker.sink import Sink
 from engine.worker.state_store import StateStore
+from engine.worker.table_writes import flush, write_states
 from engine.worker.timers import Due, PartitionTimers, TimerService
 
 if TYPE_CHECKING:
@@ -83,12 +81,7 @@ class TimerAgent:
         output is (Faust acks them after this returns)."""
         for event in events:
             self.apply(event)
-        changelog = self.table.changelog_topic.get_topic_name()
-        data = cast(StoreT[bytes, bytes], self.table.data)
-        for written in await self.sink.flush():
-            if written.topic == changelog:
-                tp = TP(written.topic, written.partition)
-                data.set_persisted_offset(tp, written.base + written.count - 1)
+        await flush(self.table, self.sink)
 
     def apply(self, event: EventT[bytes]) -> None:
         message = event.message
@@ -110,14 +103,8 @@ class TimerAgent:
         state = store.get(key)
         new, effects = self.engine.apply_timer(state, timer, now)
         if new is not None and new is not state:
-            changelog = self.table.changelog_topic.get_topic_name()
-            # The store writes under the current event's partition: the timer's,
-            # which is the customer's (the timers topic is co-partitioned).
-            token = _current_event.set(weakref.ref(event))
-            try:
-                sink.add(changelog, key, store.put(key, new), partition=partition)
-            finally:
-                _current_event.reset(token)
+            # Under the timer's partition, the customer's (the topic is co-partitioned).
+            write_states(self.table, store, sink, event, [(key, new)])
         self.timers.schedule(partition, key, new)
         out: list[Outgoing] = []
         self.router.route_all(key, effects, now, out)
