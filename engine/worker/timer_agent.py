@@ -165,8 +165,6 @@ def install(journey: JourneyApp) -> None:
     timer_sink = Sink(settings)
 
     async def fire(due: list[Due]) -> None:
-        if not timer_sink._started.is_set():
-            await app.add_runtime_dependency(timer_sink)
         for partition, key, timer in due:
             value = messages.dumps(messages.timer(timer))
             timer_sink.add(timers_topic, key, value, partition=partition)
@@ -177,7 +175,7 @@ def install(journey: JourneyApp) -> None:
     @app.service
     class _TimerService(TimerService):
         def __init__(self, **kwargs: Any) -> None:
-            super().__init__(timers, fire, metrics, tick_s, **kwargs)
+            super().__init__(timers, fire, metrics, tick_s, timer_sink, **kwargs)
 
     rebuilding: set[asyncio.Future[Any]] = set()
 

@@ -209,7 +209,12 @@ class TimerService(Service):
     """Fires due timers every ``tick_s``: ``fire`` sends them (to the timers topic)
     and returns once they are acknowledged. A failure stops the worker. A timer
     lost in a crash between popping and sending is not lost for good: the rebuild
-    after the restart derives it again from the customer's record."""
+    after the restart derives it again from the customer's record.
+
+    ``sink``, the service ``fire`` sends through, is this service's child: it
+    starts before the first tick and stops only after the send in flight, if
+    any, is acknowledged, so a worker shutting down never sends to a closed
+    producer."""
 
     def __init__(
         self,
@@ -217,6 +222,7 @@ class TimerService(Service):
         fire: Callable[[list[Due]], Awaitable[None]],
         metrics: Metrics,
         tick_s: float,
+        sink: Service | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -224,12 +230,26 @@ class TimerService(Service):
         self.fire = fire
         self.metrics = metrics
         self.tick_s = tick_s
+        self.sink = sink
+        self._firing = asyncio.Lock()
+
+    async def on_start(self) -> None:
+        if self.sink is not None:
+            await self.add_runtime_dependency(self.sink)
+
+    async def on_stop(self) -> None:
+        # Children (the sink) stop right after this: let the send in flight end.
+        async with self._firing:
+            pass
 
     @Service.task
     async def _tick(self) -> None:
         while not self.should_stop:
             await self.sleep(self.tick_s)
-            await self.fire_due()
+            async with self._firing:
+                if self.should_stop:
+                    break
+                await self.fire_due()
 
     async def fire_due(self) -> int:
         """Send everything due now; returns how many timers went out."""
@@ -237,7 +257,7 @@ class TimerService(Service):
         wall = timers.clocks is None
         fired, lag = metrics.timers_fired, metrics.timer_lag
         total = 0
-        while True:
+        while not self.should_stop:
             due = timers.pop_due(FIRE_BATCH)
             if not due:
                 break

@@ -52,4 +52,5 @@ def running_worker(
     worker = WorkerProcess(settings, data / "worker.log")
     worker.start()
     yield worker
-    worker.stop()
+    code = worker.stop()
+    assert code == 0, f"worker exited with {code} when stopped:\n{worker.log()[-3000:]}"

@@ -6,11 +6,13 @@ The same pieces run against the real broker in tests/integration/test_triggers.p
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import jsonschema
 import orjson
 import pytest
+from mode import Service
 from prometheus_client import CollectorRegistry
 
 from engine.catalog import Catalog, load_schema
@@ -296,3 +298,50 @@ async def test_the_service_sends_what_is_due_and_counts_it() -> None:
     assert sample(metrics, "journey_timer_fire_lag_seconds_sum") == pytest.approx(6.0)
     assert sample(metrics, "journey_timers_pending") == 1
     assert await service.fire_due() == 0
+
+
+class _RecordingSink(Service):
+    """Stands in for the Kafka sink: records when it starts and stops."""
+
+    def __init__(self, log: list[str]) -> None:
+        super().__init__()
+        self.events = log
+
+    async def on_start(self) -> None:
+        self.events.append("sink started")
+
+    async def on_stop(self) -> None:
+        self.events.append("sink stopped")
+
+
+async def test_stopping_waits_for_the_send_in_flight_before_the_sink_stops() -> None:
+    eng = engine()
+    clock = ManualClock(T0 + 7 * DAY + timedelta(seconds=2))
+    timers = PartitionTimers(eng, 1, clock, event_time=False)
+    timers.assign([0])
+    for n in range(3):
+        timers.schedule(0, f"c{n}".encode(), state_after(eng, event("Signed Up", T0, f"c{n}")))
+    log: list[str] = []
+    in_flight, release = asyncio.Event(), asyncio.Event()
+
+    async def fire(due: list[tuple[int, bytes, Timer]]) -> None:
+        log.append(f"send {len(due)}")
+        in_flight.set()
+        await release.wait()
+        log.append("acknowledged")
+
+    metrics = Metrics(CollectorRegistry(), process=False)
+    service = TimerService(timers, fire, metrics, 0.01, _RecordingSink(log))
+    await service.start()
+    assert log == ["sink started"]  # before the first tick
+    await asyncio.wait_for(in_flight.wait(), 5)
+    stopping = asyncio.ensure_future(service.stop())
+    await asyncio.sleep(0.05)
+    assert log == ["sink started", "send 3"]  # the sink waits for the send
+    release.set()
+    await asyncio.wait_for(stopping, 5)
+    assert log == ["sink started", "send 3", "acknowledged", "sink stopped"]
+    # Due again after the stop: nothing more is sent.
+    timers.schedule(0, b"late", state_after(eng, event("Signed Up", T0, "late")))
+    assert await service.fire_due() == 0
+    assert timers.pending() == 1
