@@ -21,6 +21,9 @@ from engine.simulate import encode, journeys
 from tests.bench.kafka_util import MetricsProgress
 from tests.bench.procs import Proc
 
+#: Beyond this the latency input would not fit comfortably in memory.
+MAX_LATENCY_EVENTS = 2_000_000
+
 
 @dataclass(frozen=True)
 class EngineSetup:
@@ -106,6 +109,11 @@ async def measure_latency(
     consumer of ``journey.stage-changes`` receives it, matched by
     ``cause.message_id``. Only events that change a stage give a sample.
     """
+    if not 0 < rate * seconds <= MAX_LATENCY_EVENTS:
+        raise ValueError(
+            f"latency run of {rate:.1f} events/s for {seconds}s is out of range "
+            f"(1 to {MAX_LATENCY_EVENTS:,} events): is the measured rate right?"
+        )
     catalog = Catalog(settings)
     records = latency_input(int(rate * seconds), seed, datetime.now(UTC))
     published: dict[str, float] = {}

@@ -222,6 +222,9 @@ class Progress:
             # back to the whole run from the last process being ready to the last
             # commit, a lower bound that includes the start of processing.
             ready = max(p.ready_at or p.started_at for p in procs)
+            if ready >= end[0]:
+                # Done before the ready line was seen: time it from the processes' start.
+                ready = max(p.started_at for p in procs)
             start = (ready, 0)
             method = "fallback: ready to last commit (input too small for a warm window)"
         seconds = max(end[0] - start[0], 1e-6)

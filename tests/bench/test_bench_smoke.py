@@ -45,10 +45,14 @@ def test_benchmark_runs_end_to_end_and_writes_a_complete_report(
     assert details["engine_2workers"]["processes"] == 2
     assert details["recovery"]["changelog"]["records"] == 10_000
     assert {"memory", "rocksdb"} <= set(details["recovery"])
-    assert all(
-        code == 0 for run in ("engine", "naive_faust") for code in details[run]["exit_codes"]
-    )
+    for run in ("engine", "naive_faust"):
+        for code, log in zip(details[run]["exit_codes"], details[run]["logs"], strict=True):
+            assert code == 0, (run, code, _tail(Path(log)))
 
     summary = (cfg.out / "report.md").read_text("utf-8")
     for heading in ("## Throughput", "## Latency", "## Table recovery", "## Method"):
         assert heading in summary
+
+
+def _tail(log: Path, lines: int = 40) -> str:
+    return "\n".join(log.read_text("utf-8", "replace").splitlines()[-lines:])
