@@ -37,6 +37,9 @@ from engine.journey.trigger_state import (
 )
 
 DAY_MS = 86_400_000
+_SENT = 1 << 12
+_SENT_TYPE = _SENT | 3 << 10
+"""Bits of a ``pack_decided`` int: sent, and sent plus the type index."""
 
 
 @lru_cache(maxsize=512)
@@ -198,7 +201,14 @@ def _remember(
         now_s,
         pack_decided(trigger_digest(trigger.trigger_id), sent, trigger.type, trigger.priority),
     )
-    return replace(memory, decided=tuple(kept[-2 * policy.max_ids :]))
+    return TriggerMemory(
+        memory.active_at,
+        memory.fired,
+        tuple(kept[-2 * policy.max_ids :]),
+        memory.held,
+        memory.timezone,
+        memory.unsubscribed,
+    )
 
 
 def decide(
@@ -215,7 +225,9 @@ def decide(
     now_ms = to_ms(now)
     now_s = now_ms // 1000
     digest = trigger_digest(trigger.trigger_id)
-    past = memory.decisions()
+    # ``decided`` read as it is stored (pairs of ints, see ``pack_decided``):
+    # no object per past decision, this runs for every trigger.
+    flat = memory.decided
 
     def decision(
         outcome: Outcome, reason: str, release_at: datetime | None = None
@@ -233,11 +245,11 @@ def decide(
             release_at=release_at,
         )
 
-    for entry in past:
-        if entry.digest == digest:
+    for i in range(1, len(flat), 2):
+        if flat[i] >> 13 == digest:
             return memory, decision(
                 Outcome.DUPLICATE,
-                f"trigger already decided at {_iso(entry.at_s * 1000)}; not sent again",
+                f"trigger already decided at {_iso(flat[i - 1] * 1000)}; not sent again",
             )
     if not releasing and any(h.trigger_id == trigger.trigger_id for h in memory.held):
         return memory, decision(Outcome.DUPLICATE, "trigger already held for quiet hours")
@@ -253,8 +265,11 @@ def decide(
 
     cooldown = policy.cooldown_ms.get(trigger.type, 0)
     if cooldown:
-        kind = type_index(trigger.type)
-        last_s = max((e.at_s for e in past if e.sent and e.type_index == kind), default=None)
+        sent_of_kind = _SENT | type_index(trigger.type) << 10
+        last_s = max(
+            (flat[i - 1] for i in range(1, len(flat), 2) if flat[i] & _SENT_TYPE == sent_of_kind),
+            default=None,
+        )
         last = None if last_s is None else last_s * 1000
         if last is not None and now_ms - last < cooldown:
             return _remember(policy, memory, trigger, now_ms, False), decision(
@@ -291,7 +306,12 @@ def decide(
 
     if policy.daily_cap:
         since = now_s - DAY_MS // 1000
-        count = sum(1 for e in past if e.sent and e.at_s > since and e.priority >= trigger.priority)
+        priority = trigger.priority
+        count = sum(
+            1
+            for i in range(1, len(flat), 2)
+            if flat[i] & _SENT and flat[i - 1] > since and flat[i] & 0x3FF >= priority
+        )
         if count >= policy.daily_cap:
             return _remember(policy, memory, trigger, now_ms, False), decision(
                 Outcome.CAPPED,

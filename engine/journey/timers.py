@@ -149,17 +149,47 @@ def pending_timers(rules: TriggerRules, state: CustomerState) -> list[Timer]:
     return [_timer(state, found) for found in sorted(_candidates(rules, state))]
 
 
+def _earliest(rules: TriggerRules, state: CustomerState) -> tuple[int, int, str, int] | None:
+    """``min(_candidates(rules, state))`` without the generator: it runs after
+    every event, for the catch-up check and for the timer index."""
+    best: tuple[int, int, str, int] | None = None
+    memory = state.triggers
+    stage, entered = state.stage, state.stage_entered_at
+    if entered is not None and stage is not None:
+        time_rules = rules.time_by_stage.get(stage)
+        if time_rules:
+            stage_ms = to_ms(entered)
+            fired = () if memory is None else memory.fired
+            for rule in time_rules:
+                base = stage_ms if rule.kind is _STALLED else _base(rule, state, stage_ms)
+                if base is None:
+                    continue
+                due = base + rule.duration_ms
+                if fired and (rule.name, due) in fired:
+                    continue
+                found = (due, _RULE, rule.name, base)
+                if best is None or found < best:
+                    best = found
+    if memory is not None and memory.held:
+        for held in memory.held:
+            found = (held.release_ms, _RELEASE, held.rule, 0)
+            if best is None or found < best:
+                best = found
+    return best
+
+
 def next_timer(rules: TriggerRules, state: CustomerState | None) -> Timer | None:
     """The earliest pending timer: the one entry the customer has in a TimerIndex."""
     if state is None:
         return None
-    found = min(_candidates(rules, state), default=None)
+    found = _earliest(rules, state)
     return None if found is None else _timer(state, found)
 
 
 def next_due_ms(rules: TriggerRules, state: CustomerState) -> int | None:
     """The due time of :func:`next_timer`, without building it."""
-    return min((found[0] for found in _candidates(rules, state)), default=None)
+    found = _earliest(rules, state)
+    return None if found is None else found[0]
 
 
 def prune_fired(rules: TriggerRules, state: CustomerState) -> tuple[tuple[str, int], ...]:

@@ -17,7 +17,7 @@ from pathlib import Path
 from engine.local import LocalKafka, LocalRedis
 from tests.bench import report
 from tests.bench.config import BenchConfig
-from tests.bench.runner import run_bench
+from tests.bench.runner import run_bench, run_timers_only
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -37,6 +37,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="seconds for the whole run (540); fewer recovery customers when needed, 0: no limit",
     )
     p.add_argument("--no-rocksdb", action="store_true", help="skip the RocksDB recovery")
+    p.add_argument("--timer-customers", type=int, default=None, help="pending timers on one worker")
+    p.add_argument(
+        "--only", choices=["timers"], default=None, help="run one phase only (timers.json)"
+    )
     p.add_argument("--bootstrap", default=None, help="use this broker instead of a local one")
     p.add_argument("--redis-url", default=None, help="use this Redis instead of a local one")
     return p.parse_args(argv)
@@ -54,6 +58,7 @@ def config_from(args: argparse.Namespace) -> BenchConfig:
         guarantee=args.guarantee,
         budget_s=args.budget,
         rocksdb=False if args.no_rocksdb else None,
+        timer_customers=args.timer_customers,
     )
 
 
@@ -71,6 +76,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             kafka.start()
         if redis is not None:
             redis.start()
+        if args.only == "timers":
+            timers = run_timers_only(
+                cfg,
+                args.bootstrap or (kafka.bootstrap if kafka else ""),
+                args.redis_url or (redis.url if redis else ""),
+                began,
+            )
+            lag, memory = timers["lag"], timers["memory"]
+            print(f"timer_lag_p50_s {lag['p50_s']:.4f}  timer_lag_p99_s {lag['p99_s']:.4f}")
+            print(
+                f"{memory['pending_timers']} pending timers: RSS {memory['rss_bytes']} B, "
+                f"{memory['rss_over_empty_bytes']} B over an empty worker; rebuild "
+                f"{memory['rebuild_s']:.1f} s ({memory['rebuild_s_per_100k']:.2f} s per 100k)"
+            )
+            print(f"\n{cfg.out / 'timers.json'}")
+            return 0
         built = run_bench(
             cfg,
             args.bootstrap or (kafka.bootstrap if kafka else ""),

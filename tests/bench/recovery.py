@@ -12,16 +12,18 @@ import dataclasses
 import random
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from engine.ingest import BadInput, decode
-from engine.journey import CustomerState, StageMachine, resolve_model
+from engine.journey import CustomerState, TriggerEngine
+from engine.journey.state import to_ms
 from engine.settings import Settings
 from engine.simulate import encode, journeys
 from engine.worker.app import TABLE_NAME
 from engine.worker.state_store import encode_state
+from engine.worker.triggering import trigger_engine
 from tests.bench.engine_runs import EngineSetup, engine_proc
 from tests.bench.kafka_util import create_topic, produce_fast
 
@@ -34,14 +36,10 @@ def changelog_topic(settings: Settings) -> str:
 
 
 def template_states(customers: int, seed: int) -> list[CustomerState]:
-    """End states of simulated customers after their whole journey."""
-    settings = Settings()
-    machine = StageMachine(
-        resolve_model("saas"),
-        dedupe_window=timedelta(seconds=settings.dedupe_window_s),
-        dedupe_max_ids=settings.dedupe_max_ids,
-        history_limit=settings.history_limit,
-    )
+    """End states of simulated customers after their whole journey, run through the
+    worker's trigger engine (the processing clock is the event time) with the timers
+    due by now fired, as a running worker leaves them: no timer is overdue."""
+    engine = trigger_engine(Settings())
     now = datetime.now(UTC)
     rng = random.Random(seed)
     states: dict[str, CustomerState] = {}
@@ -50,9 +48,22 @@ def template_states(customers: int, seed: int) -> list[CustomerState]:
             event = decode(encode(at, msg, rng))
         except BadInput:  # pragma: no cover - the simulator writes valid input
             continue
-        state, _ = machine.apply(states.get(event.customer_id), event, now)
+        state, _ = engine.apply(states.get(event.customer_id), event, at)
         states[event.customer_id] = state
-    return list(states.values())
+    return [caught_up(engine, state, now) for state in states.values()]
+
+
+def caught_up(engine: TriggerEngine, state: CustomerState, now: datetime) -> CustomerState:
+    """The state after its timers due by ``now`` fired."""
+    now_ms = to_ms(now)
+    for _ in range(32):
+        timer = engine.next_timer(state)
+        if timer is None or timer.due_ms > now_ms:
+            break
+        applied, _ = engine.apply_timer(state, timer, now)
+        assert applied is not None
+        state = applied
+    return state
 
 
 def changelog_records(

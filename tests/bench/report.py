@@ -26,6 +26,9 @@ REQUIRED_KEYS = (
     "engine_2workers_eps",
     "recovery_1m_s",
     "rss_per_customer_bytes",
+    "timer_lag_p50_s",
+    "timer_lag_p99_s",
+    "timer_rss_bytes",
 )
 
 METHOD = {
@@ -75,8 +78,9 @@ METHOD = {
     ),
     "recovery": (
         "{recovery_customers:,} compact customer records (encode_state bytes of "
-        "CustomerState end states from simulated journeys run through the saas stage "
-        "machine, cloned under new customer ids) are produced straight into "
+        "CustomerState end states from simulated journeys run through the saas trigger "
+        "engine with the timers due by now fired, as a running worker leaves them, cloned "
+        "under new customer ids) are produced straight into "
         "<app_id>-customers-changelog ({partitions} partitions, compacted). A worker is "
         "timed from process start to its log line '[^Worker]: Ready' (Faust logs it after "
         "table recovery); VmRSS is read {settle:g} s later. RSS per customer = (RSS after "
@@ -85,6 +89,22 @@ METHOD = {
         "minus an empty worker's ready) is scaled linearly and the empty start-up added "
         "once; the count is cut to fit the run's time budget ({budget_s:g} s, assuming "
         "{assumed_recovery_eps:,.0f} records/s per recovery)."
+    ),
+    "timers": (
+        "Fire lag: a fresh worker (wall clock, trial_stalled shortened to "
+        "{timer_lag_duration_s} s, quiet hours off) gets {timer_lag_timers:,} sign-ups "
+        "spread over {timer_lag_s:g} s, each stamped with its publish time, so each "
+        "schedules one timer due {timer_lag_duration_s} s later; a consumer of "
+        "journey.timers in the benchmark process takes receive time minus the message's "
+        "due_ms (nearest-rank percentiles). Memory: {timer_customers_written:,} customer "
+        "records that each have a pending timer (due days ahead, so none fires meanwhile; "
+        "cloned from simulated customers) are written into a changelog; a worker recovers "
+        "them and rebuilds its timer index from them (its log line gives the count and "
+        "the time); VmRSS is read 1 s after that, minus the RSS of a worker with an empty "
+        "table (memory store). timer_rss_bytes is that difference for "
+        "{timer_target:,} pending timers (scaled linearly when fewer were written to fit "
+        "the budget): the customers' records in the table included, as a worker holding "
+        "that many timers holds them."
     ),
 }
 
@@ -106,6 +126,10 @@ def build(results: dict[str, Any], cfg: BenchConfig, elapsed_s: float) -> dict[s
         "engine_2workers_eps_per_process": round(results["engine_2workers"]["eps"] / 2, 1),
         "recovery_1m_s": round(rec["memory"]["recovery_target_s"], 2),
         "rss_per_customer_bytes": round(rec["memory"]["rss_per_customer_bytes"], 1),
+        "timer_lag_p50_s": round(results["timers"]["lag"]["p50_s"], 4),
+        "timer_lag_p99_s": round(results["timers"]["lag"]["p99_s"], 4),
+        "timer_rss_bytes": round(results["timers"]["memory"]["timer_target_rss_bytes"]),
+        "timer_rebuild_s_per_100k": results["timers"]["memory"]["rebuild_s_per_100k"],
     }
     if "rocksdb" in rec:
         report["recovery_1m_rocksdb_s"] = round(rec["rocksdb"]["recovery_target_s"], 2)
@@ -117,9 +141,12 @@ def build(results: dict[str, Any], cfg: BenchConfig, elapsed_s: float) -> dict[s
     report["elapsed_s"] = round(elapsed_s, 1)
     report["config"] = cfg.as_dict()
     report["environment"] = environment()
+    tmem = results["timers"]["memory"]
     fill = {
         **cfg.as_dict(),
         "settle": 1.0,
+        "timer_lag_duration_s": results["timers"]["lag"]["duration_s"],
+        "timer_customers_written": tmem["changelog"]["records"],
         "event_loop": results["event_loop"],
         "recovery_customers": rec["changelog"]["records"],
         "capabilities": ", ".join(
@@ -246,7 +273,9 @@ def markdown(r: dict[str, Any]) -> str:
         "",
         f"Engine window: {d['engine']['records_in_window']:,} events in "
         f"{d['engine']['window_s']:.1f} s, {d['engine']['stage_changes_per_event']:.2f} stage "
-        f"changes per event; measured by: {d['engine']['method']}.",
+        f"changes per event, {d['engine']['triggers']:,} triggers sent and "
+        f"{d['engine']['trigger_decisions']:,} policy decisions during the run (triggers "
+        f"on); measured by: {d['engine']['method']}.",
         "",
         "## Latency (event published to stage change readable)",
         "",
@@ -278,6 +307,25 @@ def markdown(r: dict[str, Any]) -> str:
             f"RocksDB keeps the table on disk ({rdb['disk_per_customer_bytes']:,.0f} B per "
             "customer after recovery); its RSS is mostly memtables and block cache.",
         ]
+    lag, tmem = d["timers"]["lag"], d["timers"]["memory"]
+    scaled = " (scaled)" if tmem["extrapolated"] else ""
+    lines += [
+        "",
+        "## Timers",
+        "",
+        f"Fire lag on the wall clock, due time to timer message readable, {lag['timers']:,} "
+        f"timers: **p50 {r['timer_lag_p50_s'] * 1000:,.0f} ms, p99 "
+        f"{r['timer_lag_p99_s'] * 1000:,.0f} ms** (max {lag['max_s'] * 1000:,.0f} ms).",
+        "",
+        f"One worker with {tmem['pending_timers']:,} pending timers ({tmem['customers']:,} "
+        f"customers): RSS {_mb(tmem['rss_bytes'])}, {_mb(tmem['rss_over_empty_bytes'])} over "
+        f"an empty worker ({tmem['rss_per_pending_timer_bytes']:,.0f} B per customer with a "
+        f"timer, record included); for {tmem['timer_target']:,} timers: "
+        f"**{_mb(r['timer_rss_bytes'])}**{scaled}. The index was rebuilt from the table in "
+        f"{tmem['rebuild_s']:.1f} s alongside the worker's other work, "
+        f"{tmem['rebuild_busy_s']:.1f} s of it its own ({tmem['rebuild_s_per_100k']:.2f} s per "
+        "100k customers).",
+    ]
     lines += ["", "## Method", ""]
     lines += [f"- **{k}**: {v}" for k, v in r["method"].items()]
     lines += ["", "## Phases (s)", ""]

@@ -6,7 +6,9 @@
 3. latency: the engine on its own topic, fed at half its measured rate;
 4. two engine workers on 2 cores, one consumer group, aggregate throughput;
 5. recovery: customers written into a changelog, workers timed to ready, memory
-   store and RocksDB, each against a worker with an empty table.
+   store and RocksDB, each against a worker with an empty table;
+6. timers: fire lag of wall-clock timers, and the memory of one worker holding
+   many customers with a pending timer (tests/bench/timer_phase.py).
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ import orjson
 
 from engine.admin import create_topics
 from engine.catalog import Catalog
+from engine.journey import TriggerType
 from engine.settings import Settings
-from tests.bench import recovery, report
+from tests.bench import recovery, report, timer_phase
 from tests.bench.config import BenchConfig
 from tests.bench.engine_runs import (
     EngineSetup,
@@ -55,6 +58,25 @@ def run_bench(
     built = report.build(results, cfg, time.monotonic() - began)
     report.write(built, cfg.out)
     return built
+
+
+def run_timers_only(
+    cfg: BenchConfig, bootstrap: str, redis_url: str, began: float | None = None
+) -> dict[str, Any]:
+    """Only the timer phase (``--only timers``); writes ``timers.json``."""
+    bench = Bench(cfg, bootstrap, redis_url, began)
+
+    async def run() -> dict[str, Any]:
+        bench.logs.mkdir(parents=True, exist_ok=True)
+        try:
+            return dict(await bench._phase("timers", bench.timers(None)))
+        finally:
+            shutil.rmtree(bench.work, ignore_errors=True)
+
+    results = asyncio.run(run())
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    (cfg.out / "timers.json").write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
+    return results
 
 
 class Bench:
@@ -94,6 +116,8 @@ class Bench:
             results["latency"] = await self._phase("latency", self.latency(rate))
             results["engine_2workers"] = await self._phase("engine_2workers", self.two_workers())
             results["recovery"] = await self._phase("recovery", self.recovery())
+            empty_rss = results["recovery"]["memory"]["rss_empty_bytes"]
+            results["timers"] = await self._phase("timers", self.timers(empty_rss))
             results["phase_seconds"] = self.phases
             return results
         finally:
@@ -181,9 +205,17 @@ class Bench:
         result = await self._throughput(
             [engine_proc(self.setup, settings, "engine")], engine_progress([settings])
         )
-        changes = await total_records(self.bootstrap, Catalog(settings).name(Catalog.STAGE_CHANGES))
+        catalog = Catalog(settings)
+        changes = await total_records(self.bootstrap, catalog.name(Catalog.STAGE_CHANGES))
         result["stage_changes"] = changes
         result["stage_changes_per_event"] = changes / max(result["committed_at_stop"], 1)
+        # Triggers are on (the saas preset's rules): what they wrote meanwhile.
+        result["triggers"] = sum(
+            [await total_records(self.bootstrap, catalog.trigger_topic(k)) for k in TriggerType]
+        )
+        result["trigger_decisions"] = await total_records(
+            self.bootstrap, catalog.name(Catalog.DECISIONS)
+        )
         result["settings"] = {
             k: v for k, v in settings.to_env().items() if k not in ("JOURNEY_REDIS_URL",)
         }
@@ -218,9 +250,70 @@ class Bench:
         if cfg.budget_s <= 0:
             return cfg.recovery_customers
         left = cfg.budget_s - (time.monotonic() - self.began) - 20.0 - runs * 12.0
+        left -= self.timer_phase_s(min(cfg.timer_customers, 250_000))  # kept for the timers
         per_customer = runs / cfg.assumed_recovery_eps + 1 / 20_000  # recoveries + writing
         fits = int(left / per_customer) // 10_000 * 10_000
         return max(min(cfg.recovery_customers, fits), min(cfg.recovery_customers, 10_000))
+
+    def timer_phase_s(self, customers: int) -> float:
+        """What the timer phase takes (about), with ``customers`` for the memory."""
+        cfg = self.cfg
+        lag = cfg.timer_lag_s + timer_phase.LAG_DURATION_S + 25.0
+        return lag + 15.0 + customers * self._timer_customer_s()
+
+    def _timer_customer_s(self) -> float:
+        cfg = self.cfg
+        return (
+            1 / cfg.assumed_timer_write_eps
+            + 1 / cfg.assumed_recovery_eps
+            + cfg.assumed_rebuild_s_per_customer
+        )
+
+    def timer_size(self, lag_done: bool) -> int:
+        """The most timer customers that still end the run within the budget."""
+        cfg = self.cfg
+        if cfg.budget_s <= 0:
+            return cfg.timer_customers
+        left = cfg.budget_s - (time.monotonic() - self.began) - 20.0
+        left -= 15.0 if lag_done else self.timer_phase_s(0)
+        fits = int(left / self._timer_customer_s()) // 10_000 * 10_000
+        return max(min(cfg.timer_customers, fits), min(cfg.timer_customers, 10_000))
+
+    async def timers(self, empty_rss: int | None) -> dict[str, Any]:
+        """Fire lag on the wall clock; memory of one worker with pending timers."""
+        cfg, setup = self.cfg, self.setup
+        lag = await timer_phase.measure_lag(
+            setup, f"{self.ns}-lag", cfg.timer_lag_timers, cfg.timer_lag_s, "engine-timer-lag"
+        )
+        customers = self.timer_size(lag_done=True)
+        templates = await asyncio.to_thread(
+            timer_phase.pending_templates, cfg.seed + 300, datetime.now(UTC)
+        )
+        app_id = f"{self.ns}-tmem"
+        settings = engine_settings(setup, app_id, f"{app_id}.touchpoints")
+        written = await timer_phase.write_pending(settings, customers, templates, self.ns)
+        if empty_rss is None:
+            empty_id = f"{self.ns}-tempty"
+            empty = engine_settings(setup, empty_id, f"{empty_id}.touchpoints")
+            base = await asyncio.to_thread(recovery.start_to_ready, setup, empty, "timer-empty")
+            empty_rss = int(base["rss_bytes"])
+        got = await asyncio.to_thread(timer_phase.rebuilt_rss, setup, settings, "timer-memory")
+        extra = got["rss_bytes"] - empty_rss
+        scale = cfg.timer_target / max(got["pending_timers"], 1)
+        return {
+            "lag": lag,
+            "memory": {
+                **got,
+                "changelog": written,
+                "template_states": len(templates),
+                "rss_empty_bytes": empty_rss,
+                "rss_over_empty_bytes": extra,
+                "rss_per_pending_timer_bytes": extra / max(got["pending_timers"], 1),
+                "timer_target": cfg.timer_target,
+                "timer_target_rss_bytes": extra * scale,
+                "extrapolated": got["pending_timers"] != cfg.timer_target,
+            },
+        }
 
     async def recovery(self) -> dict[str, Any]:
         cfg, setup = self.cfg, self.setup

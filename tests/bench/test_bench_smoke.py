@@ -48,9 +48,14 @@ def test_benchmark_runs_end_to_end_and_writes_a_complete_report(
     for run in ("engine", "naive_faust"):
         for code, log in zip(details[run]["exit_codes"], details[run]["logs"], strict=True):
             assert code == 0, (run, code, _tail(Path(log)))
+    assert details["engine"]["trigger_decisions"] > 0  # triggers are on
+    assert on_disk["timer_lag_p99_s"] >= on_disk["timer_lag_p50_s"]
+    memory = details["timers"]["memory"]
+    assert memory["changelog"]["records"] == memory["pending_timers"] == 10_000
+    assert details["timers"]["lag"]["timers"] == cfg.timer_lag_timers
 
     summary = (cfg.out / "report.md").read_text("utf-8")
-    for heading in ("## Throughput", "## Latency", "## Table recovery", "## Method"):
+    for heading in ("## Throughput", "## Latency", "## Table recovery", "## Timers", "## Method"):
         assert heading in summary
 
 

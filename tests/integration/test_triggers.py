@@ -23,6 +23,7 @@ from engine.catalog import Catalog
 from engine.journey import Cause, TriggerType, trigger_id
 from engine.journey.state import to_ms
 from tests.integration.conftest import make_settings
+from tests.integration.kafka_io import consume_until, produce
 from tests.integration.segment import iso, seg
 from tests.integration.triggers_io import JourneyTime, read_outputs, timer_cause
 from tests.integration.worker_proc import WorkerProcess
@@ -295,6 +296,38 @@ async def test_held_capped_and_suppressed_decisions_are_recorded_with_their_reas
     assert "cooldown 1d lasts until" in out.of(cool).decisions[1]["reason"]
     for who in (unsub, blocked):
         assert out.of(who).triggers == []
+
+
+async def test_an_unusable_timer_record_is_set_aside_and_timers_go_on(
+    event_worker: WorkerProcess, journey_time: JourneyTime, unique_name: str
+) -> None:
+    settings = event_worker.settings
+    catalog = Catalog(settings)
+    key = f"odd-{unique_name}".encode()
+    elsewhere = {"customer_id": "someone-else", "rule": "trial_stalled", "kind": "rule",
+                 "due_ms": 1, "generation": 0}  # fmt: skip
+    await produce(
+        settings.kafka_bootstrap,
+        catalog.name(Catalog.TIMERS),
+        [(key, b"{not json", None), (key, orjson.dumps(elsewhere), None)],
+    )
+    dead = await consume_until(
+        settings.kafka_bootstrap,
+        [catalog.name(Catalog.DEAD_LETTER)],
+        lambda rs: sum(r.key == key for r in rs) >= 2,
+    )
+    mine = [r for r in dead if r.key == key]
+    assert [r.headers["journey.reason"] for r in mine] == [b"not_json", b"bad_field"]
+    assert b"is not its customer_id" in mine[1].headers["journey.error"]
+    timers_topic = catalog.name(Catalog.TIMERS).encode()
+    assert all(r.headers["journey.original.topic"] == timers_topic for r in mine)
+
+    b = journey_time.stretch() + 9 * HOUR
+    who = f"after-odd-{unique_name}"
+    await journey_time.publish([seg(who, "Signed Up", b)])
+    await journey_time.advance(b + 8 * DAY)
+    out = await read_outputs(settings, [who], lambda o: len(o.triggers) >= 1)
+    assert out.of(who).rules() == ["trial_stalled"]
 
 
 async def test_timers_survive_a_restart_and_fire_once(
