@@ -55,7 +55,6 @@ class Catalog:
 
     TOUCHPOINTS = "touchpoints"
     REKEYED = "touchpoints_rekeyed"
-    BATCHES = "touchpoint_batches"
     STAGE_CHANGES = "stage_changes"
     DEAD_LETTER = "dead_letter"
     TIMERS = "timers"

@@ -28,7 +28,6 @@ REASONS = (
     "no_customer",
     "bad_cloudevent",
     "unreadable_state",
-    "bad_batch",
 )
 
 _TYPES = {t.value: t for t in EventType}

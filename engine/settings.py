@@ -60,12 +60,9 @@ class Settings:
     dedupe_max_ids: int = 32
     history_limit: int = 20
     event_loop: str = "uvloop"
-    batch_max: int = 1000
-    batch_max_bytes: int = 1024 * 1024
-    batcher_commit_interval_s: float = 1.0
-    batch_interval_s: float = 0.02
-    agent_take: int = 64
-    agent_within_s: float = 0.005
+    batch_max: int = 1000  # touchpoints per fetch of the input reader
+    input_commit_interval_s: float = 1.0
+    agent_within_s: float = 0.005  # the timers agent's take window
     state_cache_size: int = 100_000
     store: str = "memory://"
     standby_replicas: int = 0
@@ -132,16 +129,10 @@ class Settings:
             raise SettingsError("JOURNEY_STATE_CACHE_SIZE must be >= 1")
         if self.batch_max < 1:
             raise SettingsError("JOURNEY_BATCH_MAX must be >= 1")
-        if not 64 * 1024 <= self.batch_max_bytes <= 8 * 1024 * 1024:
-            raise SettingsError("JOURNEY_BATCH_MAX_BYTES must be between 65536 and 8388608")
-        if self.agent_take < 1 or not 0 < self.agent_within_s <= 1:
-            raise SettingsError(
-                "JOURNEY_AGENT_TAKE must be >= 1 and JOURNEY_AGENT_WITHIN_S in (0, 1]"
-            )
-        if not 0 <= self.batch_interval_s <= 1:
-            raise SettingsError("JOURNEY_BATCH_INTERVAL_S must be in [0, 1]")
-        if self.batcher_commit_interval_s <= 0:
-            raise SettingsError("JOURNEY_BATCHER_COMMIT_INTERVAL_S must be > 0")
+        if not 0 < self.agent_within_s <= 1:
+            raise SettingsError("JOURNEY_AGENT_WITHIN_S must be in (0, 1]")
+        if self.input_commit_interval_s <= 0:
+            raise SettingsError("JOURNEY_INPUT_COMMIT_INTERVAL_S must be > 0")
         if self.max_message_bytes < 256:
             raise SettingsError("JOURNEY_MAX_MESSAGE_BYTES must be >= 256")
         if self.processing_guarantee != "at_least_once":

@@ -1,7 +1,9 @@
-"""The Faust app: one agent over the touchpoints, one customers table.
+"""The Faust app: the customers table, the input reader and the timers agent.
 
-The agent only turns Faust events into :class:`Record` and hands them to the
-:class:`Processor`; everything else lives outside the ``async for`` loop.
+Faust assigns the partitions and recovers the table; the touchpoints of the owned
+partitions are read by :class:`~engine.worker.input_reader.InputReader`, which hands
+them here a partition at a time: :meth:`JourneyApp.apply` turns them into
+:class:`Record` for the :class:`Processor` and queues what it produces.
 """
 
 from __future__ import annotations
@@ -9,26 +11,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterator, MutableMapping, Sequence
-from typing import Any
+from collections.abc import Iterator, MutableMapping
+from typing import Any, cast
 
 import faust
-from faust.types import EventT
-from mode.supervisors import CrashingSupervisor
+from aiokafka import ConsumerRecord
+from faust.types import TP
 from prometheus_client import CollectorRegistry
 
-from engine import envelope
 from engine.catalog import Catalog
 from engine.clock import Clock, WallClock
-from engine.ingest import BadInput
-from engine.messages import dead_letter_headers
 from engine.metrics import Metrics
 from engine.settings import Settings
 from engine.worker.api import add_api
-from engine.worker.batcher import Batcher
 from engine.worker.effects import EffectRouter
+from engine.worker.input_reader import InputReader
 from engine.worker.observe import Observer
-from engine.worker.processor import BatchResult, Processor, Record
+from engine.worker.processor import BatchResult, Processor
 from engine.worker.recovery import BulkRecoveryTableManager
 from engine.worker.sink import Sink
 from engine.worker.state_store import StateStore
@@ -78,9 +77,9 @@ class JourneyApp:
             web_port=settings.web_port,
             web_bind=settings.web_host,
             producer_linger=0.005,
-            # Each message is a batch of up to batch_max touchpoints: buffer few.
-            stream_buffer_maxsize=64,
-            broker_max_poll_records=64,
+            # Faust's consumer reads only the timers topic and the changelog.
+            stream_buffer_maxsize=256,
+            broker_max_poll_records=256,
             autodiscover=False,
             TableManager=BulkRecoveryTableManager,
             table_standby_replicas=settings.standby_replicas,
@@ -92,22 +91,15 @@ class JourneyApp:
             value_type=bytes,
             partitions=partitions,
         )
-        self.source = self.app.topic(
-            self.catalog.name(Catalog.BATCHES),
-            key_type=bytes,
-            value_type=bytes,
-            key_serializer="raw",
-            value_serializer="raw",
-            partitions=partitions,
-        )
-        # The agent writes the store directly and sends the changelog records
-        # itself, in record batches (engine/worker/sink.py), instead of one
-        # Faust send per table write.
+        # The reader writes the store directly and sends the changelog records
+        # itself, in record batches (engine/worker/sink.py), instead of one Faust
+        # send per table write.
         self.store = StateStore(_TableStore(self.table), settings.state_cache_size)
         self.sink = Sink(settings)
         self._sink_lock = asyncio.Lock()
-        self.app.on_partitions_revoked.connect(self._partitions_moved)
+        self.app.on_partitions_revoked.connect(self._revoked)
         self.app.on_partitions_assigned.connect(self._partitions_moved)
+        self.owned_topic = self.catalog.name(Catalog.TIMERS)  # co-partitioned with the table
         self.timers = PartitionTimers(
             self.engine, partitions, clock or WallClock(), event_time=settings.clock == "event"
         )
@@ -122,30 +114,28 @@ class JourneyApp:
             effects=self.router,
             event_time=self.timers.clocks,
         )
-        self.dead_letter = self.catalog.name(Catalog.DEAD_LETTER)
-        batcher_settings, batcher_catalog = settings, self.catalog
-
-        @self.app.service
-        class _Batcher(Batcher):
-            def __init__(self, **kwargs: Any) -> None:
-                super().__init__(batcher_settings, batcher_catalog, **kwargs)
-
+        self._applied: list[tuple[int, BatchResult]] = []
+        self.reader = InputReader(
+            settings, self.catalog, self.apply, self.flush, before_start=self.start_sink
+        )
+        # Started with the app's services; stopped before the sinks close (Faust
+        # sends on_before_shutdown before it stops its children).
+        # (Faust starts an instance as it is; its annotation says classes only.)
+        self.app.service(cast("type[InputReader]", self.reader))
+        self.app.on_before_shutdown.connect(self._stop_reading)
+        self.table.on_recover(self._recovered)
         add_metrics_page(self.app, self.registry)
         self.observe = Observer(self)
         add_api(self, self.observe)
-        # A crashed agent stops the worker: an infrastructure or programming error
-        # must not leave a worker that looks alive but processes nothing.
-        self.app.agent(self.source, name="journey", supervisor_strategy=CrashingSupervisor)(
-            self._agent
-        )
         install_timers(self)
 
     async def start_sink(self) -> None:
         async with self._sink_lock:
             sink = self.sink
             if not sink._started.is_set():
-                # Started here, not at app start: the agent may get its first batch
-                # before Faust starts extra services. The app stops it on shutdown.
+                # Started here, not at app start: the reader or the timers agent may
+                # need it before Faust starts extra services. The app stops it on
+                # shutdown.
                 await self.app.add_runtime_dependency(sink)
                 await sink.prepare(
                     [
@@ -154,71 +144,47 @@ class JourneyApp:
                     ]
                 )
 
-    async def _agent(self, stream: faust.StreamT[bytes]) -> None:
-        await self.start_sink()
-        settings = self.settings
-        assert isinstance(stream, faust.Stream)  # take_events is on the class only
-        async for events in stream.take_events(settings.agent_take, settings.agent_within_s):
-            await self._handle(events)
-
-    async def _handle(self, events: Sequence[EventT[bytes]]) -> None:
-        """Batch messages taken together: apply the records of each, write each
-        changed customer to the table, and send the changelog records and the
-        output as record batches in one go; Faust acks the batch messages only
-        after everything is acknowledged."""
-        applied = [self._apply(event) for event in events]
-        processed = time.monotonic()
-        await flush(self.table, self.sink)
-        for done in applied:
-            if done is not None:
-                self.observe.batch(*done, processed)
-
-    def _apply(self, event: EventT[bytes]) -> tuple[int, BatchResult] | None:
-        """One batch message: apply its records and queue what they produce; the
-        partition and the result, for the per-batch bookkeeping (None: unreadable)."""
-        message = event.message
+    def apply(self, partition: int, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        """Touchpoints of one owned partition: apply them, write each changed
+        customer to the table and queue the changelog records and the output."""
         sink = self.sink
-        try:
-            batch = envelope.decode(message.value or b"")
-        except envelope.BadEnvelope as exc:
-            self._reject(message, exc)
-            return None
-        topic, partition = batch.topic, batch.partition
-        result = self.processor.process(
-            [
-                Record(topic, partition, r.offset, r.key, r.value, r.headers, r.timestamp_ms)
-                for r in batch.records
-            ]
-        )
+        result = self.processor.process(records)
         for out in result.outgoing:
             sink.add(out.topic, out.key, out.value, out.headers)
-        self.timers.schedule_changed(message.partition, result.changed)
+        self.timers.schedule_changed(partition, result.changed)
         if result.changed:
-            # Under the batch message's partition: the customers' partition.
             states = ((key, state) for key, (state, _index) in result.changed.items())
-            write_states(self.table, self.store, sink, event, states)
-        return message.partition, result
+            write_states(self.table, self.store, sink, partition, states)
+        self._applied.append((partition, result))
 
-    def _reject(self, message: Any, error: envelope.BadEnvelope) -> None:
-        """A batch message that cannot be read goes to the dead-letter topic whole."""
-        log.error(
-            "unreadable touchpoint batch at %s[%s]@%s: %s",
-            message.topic,
-            message.partition,
-            message.offset,
-            error,
-        )
-        headers = dead_letter_headers(
-            BadInput("bad_batch", str(error)),
-            topic=message.topic,
-            partition=message.partition,
-            offset=message.offset,
-            timestamp_ms=int(message.timestamp * 1000) if message.timestamp else None,
-            failed_at=self.processor.clock.now(),
-        )
-        self.metrics.dead_letters.labels("bad_batch").inc()
-        self.metrics.events.labels("unknown", "dead_letter").inc()
-        self.sink.add(self.dead_letter, message.key, message.value, headers)
+    async def flush(self) -> None:
+        """Send what :meth:`apply` queued; returns once all of it is acknowledged."""
+        applied, self._applied = self._applied, []
+        processed = time.monotonic()
+        await flush(self.table, self.sink)
+        for partition, result in applied:
+            self.observe.batch(partition, result, processed)
+
+    def owned_partitions(self) -> set[int]:
+        """The partitions whose customers this worker owns (after the latest rebalance)."""
+        return {
+            tp.partition
+            for tp in self.app.assignor.assigned_actives()
+            if tp.topic == self.owned_topic
+        }
+
+    async def _recovered(self) -> None:
+        await self.reader.own(self.owned_partitions())
+
+    async def _revoked(self, *args: Any, **kwargs: Any) -> None:
+        """Faust's on_partitions_revoked: stop reading them before they go."""
+        revoked: set[TP] = args[1]  # (sender, revoked)
+        gone = {tp.partition for tp in revoked if tp.topic == self.owned_topic}
+        await self.reader.own(self.reader.owned - gone)
+        self.store.forget_all()
+
+    async def _stop_reading(self, *args: Any, **kwargs: Any) -> None:
+        await self.reader.stop()
 
     async def _partitions_moved(self, *args: Any, **kwargs: Any) -> None:
         self.store.forget_all()

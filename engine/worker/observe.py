@@ -5,7 +5,7 @@ Per batch (:meth:`Observer.batch`, called once the batch's outputs are confirmed
 emit and event latency, stage changes into the per-partition customers gauge, the
 time-in-stage histogram and the live funnel, and the changed states handed to the
 Redis profile store (which never waits; a store that stopped on an error retrying
-cannot fix raises here, and the agent's crash stops the worker).
+cannot fix raises here, and the input reader's crash stops the worker).
 
 Per rebalance: when the new assignment is known, the partitions that moved away
 are taken off the gauge; when table recovery has completed, the partitions that
@@ -13,8 +13,8 @@ arrived are counted from their recovered records and added. So summed over the
 workers the gauge is the number of customers per stage, save for the moments of a
 rebalance between assignment and recovery.
 
-Every ``metrics_interval_s``: consumer lag of the owned partitions (the batch topic
-of this worker's agent, the touchpoint topics of its batcher) and the table size.
+Every ``metrics_interval_s``: consumer lag of the owned partitions (the touchpoint
+topics of the input reader, the timers topic of the timers agent) and the table size.
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ from engine.journey.funnel import Funnel
 from engine.metrics import StageGauge
 from engine.redis_client import describe
 from engine.redis_store import ProfileStore, ProfileStoreFailed
-from engine.worker.batcher import Batcher
 from engine.worker.processor import BatchResult
 from engine.worker.table_view import TableView
 
@@ -60,7 +59,7 @@ class Observer:
         self.funnel = Funnel([journey.model])
         self.table = TableView(journey.table, journey.catalog[Catalog.TOUCHPOINTS].partitions)
         self.changelog = journey.table.changelog_topic.get_topic_name()
-        self.batches = journey.catalog.name(Catalog.BATCHES)
+        self.timers_topic = journey.catalog.name(Catalog.TIMERS)
         self.store: ProfileStore | None = (
             ProfileStore.from_settings(journey.settings, journey.metrics)
             if journey.settings.redis_enabled
@@ -156,18 +155,12 @@ class Observer:
 
     # ------------------------------------------------------------------ readiness
 
-    def batcher(self) -> Batcher | None:
-        for service in self.app._extra_service_instances or ():
-            if isinstance(service, Batcher):
-                return service
-        return None
-
     def readiness(self) -> tuple[bool, str]:
-        """(ready, why not): table recovered, batcher and sink running, store usable."""
+        """(ready, why not): table recovered, reader and sink running, store usable."""
         if not self.recovered:
             return False, f"waiting for {self.waiting_for}"
-        for name, service in (("batcher", self.batcher()), ("sink", self.journey.sink)):
-            if service is None or not _running(service):
+        for name, service in (("input reader", self.journey.reader), ("sink", self.journey.sink)):
+            if not _running(service):
                 return False, f"the {name} is not running"
         if self.store is not None and self.store.failed is not None:
             return False, f"the Redis profile store stopped: {describe(self.store.failed)}"
@@ -213,7 +206,7 @@ class Observer:
     async def _lags(self) -> dict[tuple[str, int], int]:
         lags: dict[tuple[str, int], int] = {}
         consumer: Any = self.app.consumer
-        tps = [tp for tp in consumer.assignment() if tp.topic == self.batches]
+        tps = [tp for tp in consumer.assignment() if tp.topic == self.timers_topic]
         if tps:
             ends: Mapping[Any, int] = await consumer.highwaters(*tps)
             committed = consumer._committed_offset
@@ -224,9 +217,7 @@ class Observer:
                 if done is None:
                     done = starts.get(tp, 0)
                 lags[tp.topic, tp.partition] = max(0, ends[tp] - done)
-        batcher = self.batcher()
-        if batcher is not None:
-            lags.update(await batcher.lag())
+        lags.update(await self.journey.reader.lag())
         return lags
 
 

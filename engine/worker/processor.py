@@ -32,16 +32,36 @@ from engine.metrics import Metrics
 if TYPE_CHECKING:
     from engine.worker.effects import EffectRouter
 
-Headers = list[tuple[str, bytes]]
+Headers = Sequence[tuple[str, bytes]]
 
 
 class StateSource(Protocol):
     def get(self, key: bytes) -> CustomerState | None: ...
 
 
+class InputRecord(Protocol):
+    """The parts of a Kafka record the processor reads (an aiokafka ConsumerRecord
+    has them, so the input reader hands those over as they are)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+    @property
+    def headers(self) -> Sequence[tuple[str, bytes]]: ...
+    @property
+    def timestamp(self) -> int | None: ...  # ms
+
+
 @dataclass(frozen=True, slots=True)
 class Record:
-    """The parts of a Kafka record the processor reads."""
+    """An :class:`InputRecord` built by hand (tests, tools)."""
 
     topic: str
     partition: int
@@ -49,7 +69,7 @@ class Record:
     key: bytes | None
     value: bytes | None
     headers: Headers
-    timestamp_ms: int | None = None
+    timestamp: int | None = None  # ms
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +120,7 @@ class Processor:
         self.stage_changes = catalog.name(Catalog.STAGE_CHANGES)
         self.dead_letter = catalog.name(Catalog.DEAD_LETTER)
 
-    def process(self, records: Sequence[Record]) -> BatchResult:
+    def process(self, records: Sequence[InputRecord]) -> BatchResult:
         result = BatchResult()
         outgoing, changed, changes = result.outgoing, result.changed, result.changes
         # Keyed by the call type itself: a str enum, equal to its value.
@@ -165,13 +185,13 @@ class Processor:
         for reason, n in dead.items():
             metrics.dead_letters.labels(reason).inc(n)
 
-    def _dead_letter(self, record: Record, error: BadInput, now: datetime) -> Outgoing:
+    def _dead_letter(self, record: InputRecord, error: BadInput, now: datetime) -> Outgoing:
         headers = dead_letter_headers(
             error,
             topic=record.topic,
             partition=record.partition,
             offset=record.offset,
-            timestamp_ms=record.timestamp_ms,
+            timestamp_ms=record.timestamp,
             failed_at=now,
         )
         return Outgoing(self.dead_letter, record.key, record.value, [*record.headers, *headers])

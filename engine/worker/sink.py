@@ -14,7 +14,7 @@ partition; records without a key go to partition 0.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +24,7 @@ from mode import Service
 
 from engine.settings import Settings
 
-Headers = list[tuple[str, bytes]]
+Headers = Sequence[tuple[str, bytes]]
 
 #: Largest record batch the sink builds (the broker's default limit is 1 MiB).
 BATCH_BYTES = 512 * 1024

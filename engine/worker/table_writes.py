@@ -1,7 +1,7 @@
 """Writing customers to the table store and its changelog through the sink.
 
-Shared by the touchpoint agent and the timers agent: states go to the store under
-the current event's partition (RocksDB keeps one database per partition) and their
+Shared by the input reader and the timers agent: states go to the store under
+their partition (RocksDB keeps one database per partition) and their
 changelog records to the sink; after a flush, the changelog offsets written are
 remembered by the store as Faust does after its own changelog sends, so a RocksDB
 restart reads only the changelog after them.
@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from typing import Any, cast
 
 from faust.streams import _current_event  # the context behind faust.current_event()
-from faust.types import TP, EventT
+from faust.types import TP
 from faust.types.stores import StoreT
 
 from engine.journey import CustomerState
@@ -22,17 +22,33 @@ from engine.worker.sink import Sink, Written
 from engine.worker.state_store import StateStore
 
 
+class _PartitionEvent:
+    """What Faust's stores read of the current event: its message's partition."""
+
+    __slots__ = ("__weakref__", "message", "partition")
+
+    def __init__(self, partition: int) -> None:
+        self.partition = partition
+        self.message = self
+
+
+_EVENTS: dict[int, _PartitionEvent] = {}
+
+
 def write_states(
     table: Any,
     store: StateStore,
     sink: Sink,
-    event: EventT[bytes],
+    partition: int,
     states: Iterable[tuple[bytes, CustomerState]],
 ) -> None:
-    """Store each state under ``event``'s partition and queue its changelog record."""
+    """Store each state under ``partition`` and queue its changelog record."""
     changelog = table.changelog_topic.get_topic_name()
-    partition = event.message.partition
-    token = _current_event.set(weakref.ref(event))
+    event = _EVENTS.get(partition)
+    if event is None:
+        event = _EVENTS[partition] = _PartitionEvent(partition)
+    # Faust's stores take the partition from the current event (faust.current_event()).
+    token = _current_event.set(weakref.ref(event))  # type: ignore[arg-type]
     try:
         for key, state in states:
             sink.add(changelog, key, store.put(key, state), partition=partition)

@@ -104,7 +104,7 @@ class TimerAgent:
         new, effects = self.engine.apply_timer(state, timer, now)
         if new is not None and new is not state:
             # Under the timer's partition, the customer's (the topic is co-partitioned).
-            write_states(self.table, store, sink, event, [(key, new)])
+            write_states(self.table, store, sink, partition, [(key, new)])
         self.timers.schedule(partition, key, new)
         out: list[Outgoing] = []
         self.router.route_all(key, effects, now, out)
@@ -137,7 +137,7 @@ def install(journey: JourneyApp) -> None:
     rebuilds after each recovery and index drops on revocation."""
     app, catalog, settings, timers = journey.app, journey.catalog, journey.settings, journey.timers
     timers_topic = catalog.name(Catalog.TIMERS)
-    owned_topic = catalog.name(Catalog.BATCHES)
+    owned_topic = journey.owned_topic
     agent = TimerAgent(
         engine=journey.engine,
         timers=timers,
@@ -186,7 +186,7 @@ def install(journey: JourneyApp) -> None:
         timers.revoke({tp.partition for tp in tps if tp.topic == owned_topic})
 
     async def recovered() -> None:
-        owned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == owned_topic}
+        owned = journey.owned_partitions()
         timers.revoke(set(timers.indexes) - owned)
         new = owned - set(timers.indexes)
         if new:

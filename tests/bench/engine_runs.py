@@ -78,7 +78,7 @@ def metrics_url(settings: Settings) -> str:
 
 
 def engine_progress(settings: list[Settings]) -> MetricsProgress:
-    """Touchpoints the workers are done with (their /metrics), not the batcher's offsets."""
+    """Touchpoints the workers are done with (their /metrics), not the input offsets."""
     return MetricsProgress([metrics_url(s) for s in settings], settings[0].app_id)
 
 

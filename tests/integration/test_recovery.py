@@ -101,12 +101,12 @@ async def test_unreadable_stored_record_stops_the_worker_loudly(
     assert "unsupported state record version 99" in log
 
 
-async def test_a_failing_batcher_stops_the_worker_loudly(
+async def test_a_failing_input_reader_stops_the_worker_loudly(
     kafka_bootstrap: str, unique_name: str, tmp_path: Path
 ) -> None:
     settings = make_settings(kafka_bootstrap, unique_name, tmp_path)
     await create_topics(settings)
-    worker = WorkerProcess(settings, tmp_path / "worker.log", "tests.integration.failing_batcher")
+    worker = WorkerProcess(settings, tmp_path / "worker.log", "tests.integration.failing_reader")
     worker.start()
     await produce(
         kafka_bootstrap, Catalog(settings).name(Catalog.TOUCHPOINTS),
@@ -115,4 +115,4 @@ async def test_a_failing_batcher_stops_the_worker_loudly(
     code = worker.wait_exit(timeout=60)
     log = worker.log()
     assert code not in (None, 0), log[-3000:]
-    assert "batcher failure injected by the test" in log
+    assert "input reader failure injected by the test" in log

@@ -139,35 +139,6 @@ async def test_bad_records_go_to_dead_letter_and_good_ones_flow(
     ]
 
 
-async def test_an_unreadable_batch_message_is_set_aside_whole(
-    running_worker: WorkerProcess, unique_name: str
-) -> None:
-    """Something not written by the batcher on the batch topic goes to the dead-letter
-    topic byte for byte (reason bad_batch) and the touchpoints after it still flow."""
-    cat = topics(running_worker)
-    boot = running_worker.settings.kafka_bootstrap
-    key = f"garbage-{unique_name}".encode()
-    garbage = b"JTB1\x05\x00nope"
-    [(partition, offset)] = await produce(boot, cat.name(Catalog.BATCHES), [(key, garbage, None)])
-    good = f"after-garbage-{unique_name}"
-    await produce(boot, cat.name(Catalog.TOUCHPOINTS), [record(seg(good, "page", at(0)))])
-
-    dead = await consume_until(
-        boot, [cat.name(Catalog.DEAD_LETTER)], lambda rs: any(r.key == key for r in rs)
-    )
-    [mine] = [r for r in dead if r.key == key]
-    assert mine.value == garbage
-    assert mine.headers["journey.reason"] == b"bad_batch"
-    assert mine.headers["journey.original.topic"] == cat.name(Catalog.BATCHES).encode()
-    assert mine.headers["journey.original.partition"] == str(partition).encode()
-    assert mine.headers["journey.original.offset"] == str(offset).encode()
-    assert b"truncated or malformed" in mine.headers["journey.error"]
-    out = await consume_until(
-        boot, [cat.name(Catalog.STAGE_CHANGES)], lambda rs: len(changes_of(rs, good)) >= 1
-    )
-    assert moves(changes_of(out, good)) == [(None, "discovery", "first_visit")]
-
-
 async def test_repeated_message_id_changes_nothing(
     running_worker: WorkerProcess, unique_name: str
 ) -> None:

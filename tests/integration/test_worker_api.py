@@ -227,7 +227,7 @@ async def test_scrape_passes_promtool_and_has_the_worker_series(
         for (name, labels) in metrics
         if name == "journey_consumer_lag_records"
     }
-    assert lag_topics == {topics.name(Catalog.BATCHES), topics.name(Catalog.TOUCHPOINTS),
+    assert lag_topics == {topics.name(Catalog.TIMERS), topics.name(Catalog.TOUCHPOINTS),
                           topics.name(Catalog.REKEYED)}  # fmt: skip
 
 

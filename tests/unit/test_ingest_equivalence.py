@@ -144,4 +144,4 @@ def test_decode_equals_the_reference(seed: int) -> None:
         kinds[got[0] if got[0] == "event" else got[1]] += 1
     # Mostly good records, and every kind of bad one among them.
     assert kinds["event"] > 1000
-    assert set(kinds) == {"event", *REASONS} - {"unreadable_state", "bad_batch"}
+    assert set(kinds) == {"event", *REASONS} - {"unreadable_state"}

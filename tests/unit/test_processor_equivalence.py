@@ -79,7 +79,7 @@ def plain_process(
                 topic=record.topic,
                 partition=record.partition,
                 offset=record.offset,
-                timestamp_ms=record.timestamp_ms,
+                timestamp_ms=record.timestamp,
                 failed_at=now,
             )
             outgoing.append(
