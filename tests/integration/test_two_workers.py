@@ -1,6 +1,7 @@
 """Two workers sharing the partitions: the customers-per-stage gauges add up to the
 truth before, while and after they share, a customer is answered by any worker,
-and readiness follows table recovery."""
+readiness follows table recovery, and touchpoints that keep coming while the
+partitions move are all applied."""
 
 from __future__ import annotations
 
@@ -85,10 +86,14 @@ async def test_gauges_add_up_and_any_worker_answers_while_partitions_move(
     a = WorkerProcess(settings, tmp_path / "a.log")
     b = WorkerProcess(settings, tmp_path / "b.log")
     a.start()
+    flow = _Flow(kafka_bootstrap, topic, [f"flow{n}-{unique_name}" for n in range(FLOW_CUSTOMERS)])
     try:
         await produce(kafka_bootstrap, topic, first)
         await until(lambda: _at_least(a, len(first)))
         assert customers_gauge(await samples(a)) == truth
+        flowing = asyncio.create_task(flow.run())
+        truth["discovery"] += FLOW_CUSTOMERS  # a page view each: discovery
+        await until(lambda: _gauge_is(a, truth))
 
         # B joins: it answers 503 with a reason until its table is recovered.
         seen: list[tuple[int, dict[str, Any]]] = []
@@ -117,7 +122,12 @@ async def test_gauges_add_up_and_any_worker_answers_while_partitions_move(
         # Changes while they share: each discovery customer signs up.
         second = [record(seg(cid, "Signed Up", at(5))) for n, cid in enumerate(who) if n % 4 == 0]
         await produce(kafka_bootstrap, topic, second)
-        truth = {"evaluation": 20, "acquisition": 10, "onboarding": 10}
+        truth = {
+            "discovery": FLOW_CUSTOMERS,
+            "evaluation": 20,
+            "acquisition": 10,
+            "onboarding": 10,
+        }
 
         async def summed() -> bool:
             both = stage_sum(customers_gauge(await samples(a)), customers_gauge(await samples(b)))
@@ -157,9 +167,46 @@ async def test_gauges_add_up_and_any_worker_answers_while_partitions_move(
         assert alone.status == 200
         assert alone.headers["X-Journey-Worker"] == base(a)
         assert alone.json()["stage"] == direct.json()["stage"]
+
+        # Touchpoints sent all along, across both moves: every one applied once.
+        flow.stop.set()
+        sent = await flowing
+        assert min(sent.values()) >= 5, sent  # the flow ran while partitions moved
+        await until(lambda: flow.all_applied(a, sent), timeout=60)
     finally:
+        flow.stop.set()
         b.stop()
         assert a.stop() == 0, a.log()[-3000:]
+
+
+FLOW_CUSTOMERS = 12
+
+
+class _Flow:
+    """Page views for a few customers, a round every 0.2 s until ``stop`` is set."""
+
+    def __init__(self, bootstrap: str, topic: str, who: list[str]) -> None:
+        self.bootstrap, self.topic, self.who = bootstrap, topic, who
+        self.stop = asyncio.Event()
+
+    async def run(self) -> dict[str, int]:
+        sent = dict.fromkeys(self.who, 0)
+        step = 0
+        while not self.stop.is_set():
+            batch = [record(seg(cid, "page", at(0, hour=step / 60))) for cid in self.who]
+            await produce(self.bootstrap, self.topic, batch)
+            for cid in self.who:
+                sent[cid] += 1
+            step += 1
+            await asyncio.sleep(0.2)
+        return sent
+
+    async def all_applied(self, worker: WorkerProcess, sent: dict[str, int]) -> bool:
+        for cid, count in sent.items():
+            answer = await get(worker, f"/customers/{cid}")
+            if answer.status != 200 or answer.json()["events"] != count:
+                return False
+        return True
 
 
 async def _at_least(worker: WorkerProcess, events: int) -> bool:
