@@ -67,6 +67,8 @@ class InputReader(Service):
         self._done: dict[TopicPartition, int] = {}
         self._committed: dict[TopicPartition, int] = {}
         self._last_commit = time.monotonic()
+        self._commit_lock = asyncio.Lock()
+        self._committing: asyncio.Future[None] | None = None
         self._running = False
         self._stopped_reading = asyncio.Event()
 
@@ -151,7 +153,7 @@ class InputReader(Service):
                 if fetched:
                     await self._handle(fetched)
                 if time.monotonic() - self._last_commit >= self.settings.input_commit_interval_s:
-                    await self.commit()
+                    self._commit_in_background()
         finally:
             self._running = False
             self._stopped_reading.set()
@@ -171,21 +173,31 @@ class InputReader(Service):
         await self._flush()
         self._done.update(done)
 
+    def _commit_in_background(self) -> None:
+        """The periodic commit, off the read loop (its round trip, and the group
+        coordinator lookup of the first one, would stall reading); one at a time.
+        A failure crashes the service, which stops the worker."""
+        self._last_commit = time.monotonic()
+        if self._committing is None or self._committing.done():
+            self._committing = self.add_future(self.commit())
+
     async def commit(self) -> None:
-        """Commit the offsets of the records whose outputs are acknowledged."""
+        """Commit the offsets of the records whose outputs are acknowledged.
+        Commits run one after the other, so an older one never lands last."""
         consumer = self._consumer
         self._last_commit = time.monotonic()
         if consumer is None:
             return
-        assigned = consumer.assignment()
-        todo = {
-            tp: offset
-            for tp, offset in self._done.items()
-            if self._committed.get(tp) != offset and tp in assigned
-        }
-        if todo:
-            await consumer.commit(todo)
-            self._committed.update(todo)
+        async with self._commit_lock:
+            assigned = consumer.assignment()
+            todo = {
+                tp: offset
+                for tp, offset in self._done.items()
+                if self._committed.get(tp) != offset and tp in assigned
+            }
+            if todo:
+                await consumer.commit(todo)
+                self._committed.update(todo)
 
     async def lag(self) -> dict[tuple[str, int], int]:
         """Records between the done offset and the end of each owned input

@@ -40,6 +40,8 @@ class BenchConfig:
     warmup_s: float = 2.0
     warmup_records: int = 1_000
     latency_s: float = 20.0
+    #: Traffic before the latency samples start (new topic partitions' first writes).
+    latency_warmup_s: float = 3.0
     commit_interval: float = 0.5
     seed: int = 7
     guarantee: str = "at_least_once"
@@ -67,6 +69,7 @@ class BenchConfig:
             warmup_s=min(2.0, max(0.5, 2.0 * scale)),
             warmup_records=min(1_000, max(100, round(1_000 * scale * 10))),
             latency_s=min(20.0, max(3.0, 20.0 * scale)),
+            latency_warmup_s=min(3.0, max(1.0, 30.0 * scale)),
             preload_processes=2 if scale >= 0.05 else 1,
             timer_customers=max(10_000, round(FULL_TIMER_CUSTOMERS * min(scale, 1.0))),
             timer_lag_timers=max(100, round(2_000 * min(scale * 10, 1.0))),

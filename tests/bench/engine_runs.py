@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.partitioner import murmur2
 
 from engine.catalog import Catalog
 from engine.local.ports import free_port
@@ -20,6 +21,9 @@ from engine.settings import Settings
 from engine.simulate import encode, journeys
 from tests.bench.kafka_util import MetricsProgress
 from tests.bench.procs import Proc
+
+#: The latency run's sender wakes up this often and sends what is due.
+PACE_TICK_S = 0.002
 
 #: Beyond this the latency input would not fit comfortably in memory.
 MAX_LATENCY_EVENTS = 2_000_000
@@ -100,24 +104,83 @@ def latency_input(events: int, seed: int, now: datetime) -> list[tuple[bytes, by
     return out
 
 
+async def _publish(
+    producer: AIOKafkaProducer,
+    topic: str,
+    records: list[tuple[bytes, bytes, str]],
+    rate: float,
+    published: dict[str, float],
+) -> None:
+    """Send ``records`` at ``rate``, noting when each was handed over. Every tick
+    sends what is due by then, as one record batch per partition: a sleep or a
+    send per event costs the sender more CPU than the engine spends on the event,
+    and a sender left behind catches up in a burst."""
+    partitions = len(await producer.partitions_for(topic))
+    pending = []
+    began = time.monotonic()
+    n = 0
+    while n < len(records):
+        due = min(len(records), int((time.monotonic() - began) * rate) + 1)
+        batches: dict[int, Any] = {}
+        now = time.monotonic()
+        for key, value, message_id in records[n:due]:
+            part = (murmur2(key) & 0x7FFFFFFF) % partitions
+            batch = batches.get(part)
+            if batch is None:
+                batch = batches[part] = producer.create_batch()
+            if batch.append(key=key, value=value, timestamp=None) is None:
+                batch.close()
+                pending.append(await producer.send_batch(batch, topic, partition=part))
+                batch = batches[part] = producer.create_batch()
+                batch.append(key=key, value=value, timestamp=None)
+            published[message_id] = now
+        for part, batch in batches.items():
+            batch.close()
+            pending.append(await producer.send_batch(batch, topic, partition=part))
+        n = due
+        await asyncio.sleep(PACE_TICK_S)
+    await asyncio.gather(*pending)
+
+
+async def _positioned(consumer: AIOKafkaConsumer, partitions: int, timeout: float = 30.0) -> None:
+    """Wait until the consumer has every partition and a position in each: the
+    first samples must not wait for the measuring consumer's own start."""
+    deadline = time.monotonic() + timeout
+    while len(consumer.assignment()) < partitions:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the stage-change consumer got no assignment in {timeout}s")
+        await asyncio.sleep(0.05)
+    for tp in consumer.assignment():
+        await consumer.position(tp)
+
+
 async def measure_latency(
-    settings: Settings, procs: list[Proc], rate: float, seconds: float, seed: int
+    settings: Settings,
+    procs: list[Proc],
+    rate: float,
+    seconds: float,
+    seed: int,
+    warmup_s: float = 0.0,
 ) -> dict[str, Any]:
     """Publish at ``rate`` events/s and time each stage change back to its event.
 
-    The publish time is taken just before ``send``; the change is timed when the
-    consumer of ``journey.stage-changes`` receives it, matched by
-    ``cause.message_id``. Only events that change a stage give a sample.
+    The publish time is taken just before the record batch holding the event is
+    handed to the producer; the change is timed when the consumer of
+    ``journey.stage-changes`` receives it, matched by ``cause.message_id``. Only
+    events that change a stage give a sample. The first ``warmup_s`` of traffic
+    is not sampled (a fresh worker's first writes to each new topic partition
+    wait for the broker to create its log); its worst latency is reported apart.
     """
-    if not 0 < rate * seconds <= MAX_LATENCY_EVENTS:
+    total_s = seconds + warmup_s
+    if not 0 < rate * total_s <= MAX_LATENCY_EVENTS:
         raise ValueError(
-            f"latency run of {rate:.1f} events/s for {seconds}s is out of range "
+            f"latency run of {rate:.1f} events/s for {total_s}s is out of range "
             f"(1 to {MAX_LATENCY_EVENTS:,} events): is the measured rate right?"
         )
     catalog = Catalog(settings)
-    records = latency_input(int(rate * seconds), seed, datetime.now(UTC))
+    records = latency_input(int(rate * total_s), seed, datetime.now(UTC))
     published: dict[str, float] = {}
-    samples: list[float] = []
+    timed: list[tuple[float, float]] = []  # (published, latency)
     consumer = AIOKafkaConsumer(
         catalog.name(Catalog.STAGE_CHANGES),
         bootstrap_servers=settings.kafka_bootstrap,
@@ -128,6 +191,7 @@ async def measure_latency(
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks=1, linger_ms=0)
     await consumer.start()
     await producer.start()
+    await _positioned(consumer, catalog[Catalog.STAGE_CHANGES].partitions)
     done = asyncio.Event()
 
     async def collect() -> None:
@@ -139,22 +203,16 @@ async def measure_latency(
                     cause = orjson.loads(message.value or b"{}").get("cause") or {}
                     sent = published.get(cause.get("message_id", ""))
                     if sent is not None:
-                        samples.append(received - sent)
+                        timed.append((sent, received - sent))
 
     collector = asyncio.create_task(collect())
     try:
         began = time.monotonic()
-        pending = []
-        for n, (key, value, message_id) in enumerate(records):
-            ahead = began + n / rate - time.monotonic()
-            if ahead > 0:
-                await asyncio.sleep(ahead)
-            published[message_id] = time.monotonic()
-            pending.append(await producer.send(catalog.name(Catalog.TOUCHPOINTS), value, key=key))
-        await asyncio.gather(*pending)
+        topic = catalog.name(Catalog.TOUCHPOINTS)
+        await _publish(producer, topic, records, rate, published)
         publish_s = time.monotonic() - began
         async with engine_progress([settings]) as progress:
-            caught_up = await progress.wait_for(len(records), procs, timeout=120 + seconds * 4)
+            caught_up = await progress.wait_for(len(records), procs, timeout=120 + total_s * 4)
         drain_s = caught_up - began - publish_s
         await asyncio.sleep(1.0)  # the last changes are sent before the commit; let them in
     finally:
@@ -162,6 +220,9 @@ async def measure_latency(
         await collector
         await producer.stop()
         await consumer.stop()
+    measured_from = began + warmup_s
+    samples = [latency for sent, latency in timed if sent >= measured_from]
+    warm = [latency for sent, latency in timed if sent < measured_from]
     if not samples:
         raise RuntimeError("no stage change came back during the latency run")
     return {
@@ -169,6 +230,9 @@ async def measure_latency(
         "p99_s": percentile(samples, 0.99),
         "max_s": max(samples),
         "samples": len(samples),
+        "warmup_s": warmup_s,
+        "warmup_samples": len(warm),
+        "warmup_max_s": max(warm, default=0.0),
         "events": len(records),
         "target_rate_eps": rate,
         "achieved_rate_eps": len(records) / publish_s,

@@ -66,10 +66,16 @@ METHOD = {
     ),
     "latency": (
         "A fresh engine worker on its own input topic is fed whole simulated journeys at "
-        "half the engine's measured rate for {latency_s:g} s. Each event's publish time is "
-        "taken just before send; journey.stage-changes is consumed in the same process and "
-        "matched by cause.message_id; latency = received - published. Only events that "
-        "cause a stage change give a sample. Percentiles are nearest-rank."
+        "half the engine's measured rate for {latency_warmup_s:g} s of warm-up and then "
+        "{latency_s:g} s, sent every 2 ms as one record batch per partition. Each event's "
+        "publish time is taken just before its batch is handed to the producer; "
+        "journey.stage-changes is consumed in the same process (positioned on every "
+        "partition before the first send) and matched by cause.message_id; latency = "
+        "received - published. Only events that cause a stage change give a sample, and "
+        "only events published after the warm-up (a fresh app's first write to each of its "
+        "new topic partitions waits for the broker to create the partition's log: up to "
+        "about 1 s here; the warm-up's worst latency is reported as warmup_max_s). "
+        "Percentiles are nearest-rank."
     ),
     "two_workers": (
         "Two `python -m engine.cli worker` processes, one app id, {partitions} partitions, "
@@ -282,7 +288,9 @@ def markdown(r: dict[str, Any]) -> str:
         f"At {lat['achieved_rate_eps']:,.0f} events/s (half the engine's rate), "
         f"{lat['samples']:,} samples from {lat['events']:,} events: "
         f"**p50 {r['latency_p50_s'] * 1000:,.1f} ms, p99 {r['latency_p99_s'] * 1000:,.1f} ms** "
-        f"(max {lat['max_s'] * 1000:,.1f} ms). After the last publish the worker needed "
+        f"(max {lat['max_s'] * 1000:,.1f} ms; in the {lat['warmup_s']:g} s of warm-up "
+        f"before the samples, max {lat['warmup_max_s'] * 1000:,.1f} ms). After the last "
+        "publish the worker needed "
         f"{lat['drain_s']:.1f} s to commit everything (about one commit interval, "
         f"{cfg['commit_interval']:g} s, when it kept up; more means a backlog built up and "
         "the latency includes queueing).",

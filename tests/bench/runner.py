@@ -229,7 +229,12 @@ class Bench:
         try:
             await asyncio.to_thread(proc.wait_ready)
             return await measure_latency(
-                settings, [proc], rate, self.cfg.latency_s, self.cfg.seed + 100
+                settings,
+                [proc],
+                rate,
+                self.cfg.latency_s,
+                self.cfg.seed + 100,
+                warmup_s=self.cfg.latency_warmup_s,
             )
         finally:
             proc.stop()
