@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Awaitable, Iterator, MutableMapping
 from typing import Any, cast
 
 import faust
@@ -31,7 +31,7 @@ from engine.worker.processor import BatchResult, Processor
 from engine.worker.recovery import BulkRecoveryTableManager
 from engine.worker.sink import Sink
 from engine.worker.state_store import StateStore
-from engine.worker.table_writes import flush, write_states
+from engine.worker.table_writes import send, write_states
 from engine.worker.timer_agent import install as install_timers
 from engine.worker.timers import PartitionTimers
 from engine.worker.triggering import trigger_engine
@@ -116,7 +116,7 @@ class JourneyApp:
         )
         self._applied: list[tuple[int, BatchResult]] = []
         self.reader = InputReader(
-            settings, self.catalog, self.apply, self.flush, before_start=self.start_sink
+            settings, self.catalog, self.apply, self.send, before_start=self.start_sink
         )
         # Started with the app's services; stopped before the sinks close (Faust
         # sends on_before_shutdown before it stops its children).
@@ -157,11 +157,21 @@ class JourneyApp:
             write_states(self.table, self.store, sink, partition, states)
         self._applied.append((partition, result))
 
-    async def flush(self) -> None:
-        """Send what :meth:`apply` queued; returns once all of it is acknowledged."""
+    async def send(self) -> asyncio.Future[Any]:
+        """Hand what :meth:`apply` queued to the producer; the future is done once
+        all of it is acknowledged and the per-batch bookkeeping is done."""
         applied, self._applied = self._applied, []
         processed = time.monotonic()
-        await flush(self.table, self.sink)
+        acknowledged = await send(self.table, self.sink)
+        return asyncio.ensure_future(self._observe(acknowledged, applied, processed))
+
+    async def _observe(
+        self,
+        acknowledged: Awaitable[object],
+        applied: list[tuple[int, BatchResult]],
+        processed: float,
+    ) -> None:
+        await acknowledged
         for partition, result in applied:
             self.observe.batch(partition, result, processed)
 

@@ -5,8 +5,10 @@ co-partitioned with the touchpoints. Once the table of an assignment is recovere
 the reader reads partition ``p`` of the touchpoints and of the re-keyed touchpoints
 for every owned ``p`` with a plain Kafka consumer (manual assignment; offsets
 committed in the group ``<app id>-input``). What one fetch returns goes to the app
-a partition at a time (``apply``); the records count as done only once everything
-they wrote and produced is acknowledged (``flush``). Done offsets are committed every
+a partition at a time (``apply``), then handed to the producer (``send``); the
+next fetch is applied while those sends are in flight (at most ``MAX_IN_FLIGHT``),
+and the records count as done only once everything they wrote and produced is
+acknowledged, in fetch order. Done offsets are committed every
 ``input_commit_interval_s``, before every change of assignment and on stop: after a
 crash the records since the last commit are read again, and the messageId dedupe in
 each customer's record drops them.
@@ -23,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
@@ -37,7 +40,12 @@ log = logging.getLogger(__name__)
 #: How long an idle fetch waits before the loop looks at requests and stopping again.
 _IDLE_POLL_MS = 100
 
+#: Fetches applied whose outputs are not acknowledged yet: the next fetch is
+#: applied while the broker acknowledges the previous ones.
+MAX_IN_FLIGHT = 3
+
 Apply = Callable[[int, list[ConsumerRecord[bytes, bytes]]], object]
+Send = Callable[[], Awaitable["asyncio.Future[Any]"]]
 
 
 class InputReader(Service):
@@ -48,7 +56,7 @@ class InputReader(Service):
         settings: Settings,
         catalog: Catalog,
         apply: Apply,
-        flush: Callable[[], Awaitable[object]],
+        send: Send,
         before_start: Callable[[], Awaitable[None]] | None = None,
         **kwargs: Any,
     ) -> None:
@@ -57,7 +65,8 @@ class InputReader(Service):
         self.sources = [catalog.name(Catalog.TOUCHPOINTS), catalog.name(Catalog.REKEYED)]
         self.group_id = f"{settings.app_id}-input"
         self._apply = apply
-        self._flush = flush
+        self._send = send
+        self._in_flight: deque[tuple[dict[TopicPartition, int], asyncio.Future[Any]]] = deque()
         self._before_start = before_start
         self._consumer: AIOKafkaConsumer | None = None
         self.owned: frozenset[int] = frozenset()
@@ -93,6 +102,7 @@ class InputReader(Service):
         consumer = self._consumer
         if consumer is not None:
             try:
+                await self._settle(0)
                 await self.commit()
             finally:
                 await consumer.stop()
@@ -114,6 +124,7 @@ class InputReader(Service):
     async def _apply_wanted(self, consumer: AIOKafkaConsumer) -> None:
         wanted, self._wanted = self._wanted, None
         if wanted is not None and wanted != self.owned:
+            await self._settle(0)
             await self.commit()
             tps = [TopicPartition(t, p) for t in self.sources for p in sorted(wanted)]
             # Positions restart from the committed offsets, which are the done ones.
@@ -147,11 +158,16 @@ class InputReader(Service):
                     self._wake.clear()
                     await self.wait_for_stopped(self._wake.wait(), timeout=1.0)
                     continue
+                # Nothing to apply: wait here for what is in flight, not in a fetch.
+                timeout = 0 if self._in_flight else _IDLE_POLL_MS
                 fetched = await consumer.getmany(
-                    timeout_ms=_IDLE_POLL_MS, max_records=self.settings.batch_max
+                    timeout_ms=timeout, max_records=self.settings.batch_max
                 )
                 if fetched:
                     await self._handle(fetched)
+                    await self._settle(MAX_IN_FLIGHT)
+                else:
+                    await self._settle(len(self._in_flight) - 1)
                 if time.monotonic() - self._last_commit >= self.settings.input_commit_interval_s:
                     self._commit_in_background()
         finally:
@@ -170,8 +186,17 @@ class InputReader(Service):
                 done[tp] = records[-1].offset + 1
         for partition, records in by_partition.items():
             self._apply(partition, records)
-        await self._flush()
-        self._done.update(done)
+        self._in_flight.append((done, await self._send()))
+
+    async def _settle(self, keep: int) -> None:
+        """Mark done what is acknowledged, in order; wait until at most ``keep``
+        sends are in flight."""
+        in_flight = self._in_flight
+        while in_flight and (len(in_flight) > keep or in_flight[0][1].done()):
+            done, acknowledged = in_flight[0]
+            await acknowledged
+            in_flight.popleft()
+            self._done.update(done)
 
     def _commit_in_background(self) -> None:
         """The periodic commit, off the read loop (its round trip, and the group

@@ -93,17 +93,17 @@ class Sink(Service):
 
     async def flush(self) -> list[Written]:
         """Send everything queued; returns once every batch is acknowledged."""
+        return await (await self.send())
+
+    async def send(self) -> asyncio.Future[list[Written]]:
+        """Hand everything queued to the producer (waiting only while its buffer
+        is full); the future is done once all of it is acknowledged. Sends are
+        acknowledged in the order they were handed over, partition by partition."""
         groups, self._groups = self._groups, {}
         sent: list[tuple[str, int, int, Any]] = []
         for (topic, partition), records in groups.items():
             await self._send_group(topic, partition, records, sent)
-        if not sent:
-            return []
-        results = await asyncio.gather(*(future for *_, future in sent))
-        return [
-            Written(topic, partition, meta.offset, count)
-            for (topic, partition, count, _), meta in zip(sent, results, strict=True)
-        ]
+        return asyncio.ensure_future(_acknowledged(sent))
 
     async def _send_group(
         self,
@@ -137,3 +137,13 @@ class Sink(Service):
                 raise RuntimeError(f"topic {topic} has no partitions (does it exist?)")
             count = self._partitions[topic] = len(found)
         return count
+
+
+async def _acknowledged(sent: list[tuple[str, int, int, Any]]) -> list[Written]:
+    if not sent:
+        return []
+    results = await asyncio.gather(*(future for *_, future in sent))
+    return [
+        Written(topic, partition, meta.offset, count)
+        for (topic, partition, count, _), meta in zip(sent, results, strict=True)
+    ]

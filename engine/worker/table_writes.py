@@ -9,8 +9,9 @@ restart reads only the changelog after them.
 
 from __future__ import annotations
 
+import asyncio
 import weakref
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from typing import Any, cast
 
 from faust.streams import _current_event  # the context behind faust.current_event()
@@ -58,9 +59,19 @@ def write_states(
 
 async def flush(table: Any, sink: Sink) -> list[Written]:
     """Send everything queued on ``sink``; the store remembers the changelog offsets."""
+    return await (await send(table, sink))
+
+
+async def send(table: Any, sink: Sink) -> asyncio.Future[list[Written]]:
+    """Hand everything queued on ``sink`` to the producer; the future is done once
+    it is all acknowledged and the store remembers the changelog offsets."""
+    return asyncio.ensure_future(_persisted(table, await sink.send()))
+
+
+async def _persisted(table: Any, acknowledged: Awaitable[list[Written]]) -> list[Written]:
     changelog = table.changelog_topic.get_topic_name()
     data = cast(StoreT[bytes, bytes], table.data)
-    written = await sink.flush()
+    written = await acknowledged
     for batch in written:
         if batch.topic == changelog:
             data.set_persisted_offset(
