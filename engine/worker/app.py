@@ -16,6 +16,7 @@ from typing import Any, cast
 
 import faust
 from aiokafka import ConsumerRecord
+from faust.stores.memory import Store as MemoryStore
 from faust.types import TP
 from prometheus_client import CollectorRegistry
 
@@ -211,10 +212,19 @@ class _TableStore(MutableMapping[bytes, bytes]):
         return value
 
     def get(self, key: bytes, default: Any = None) -> Any:
-        return self._table.data.get(key, default)
+        store = self._table.data
+        if store.__class__ is MemoryStore:
+            # Its dict itself: Mapping.get goes through __getitem__ and, for a new
+            # customer, a KeyError.
+            return store.data.get(key, default)
+        return store.get(key, default)
 
     def __setitem__(self, key: bytes, value: bytes) -> None:
-        self._table.data[key] = value
+        store = self._table.data
+        if store.__class__ is MemoryStore:
+            store.data[key] = value
+        else:
+            store[key] = value
 
     def __delitem__(self, key: bytes) -> None:
         del self._table.data[key]

@@ -40,6 +40,10 @@ class Written:
     count: int
 
 
+#: Keys whose partitioning hash the sink keeps.
+_HASHES_KEPT = 100_000
+
+
 class Sink(Service):
     """Groups records by topic and partition and sends them as record batches."""
 
@@ -49,6 +53,7 @@ class Sink(Service):
         self._partitions: dict[str, int] = {}
         self._groups: dict[tuple[str, int], list[tuple[bytes | None, bytes | None, Headers]]] = {}
         self._producer: Any = None
+        self._hashes: dict[bytes, int] = {}
 
     async def on_start(self) -> None:
         settings = self.settings
@@ -85,7 +90,17 @@ class Sink(Service):
         """Queue one record; ``partition`` None: by key (the topic must be prepared)."""
         if partition is None:
             count = self._partitions[topic]
-            partition = 0 if key is None else (murmur2(key) & 0x7FFFFFFF) % count
+            if key is None:
+                partition = 0
+            else:
+                hashed = self._hashes.get(key)
+                if hashed is None:
+                    # murmur2 is pure Python: once per key (a customer's records
+                    # go to several topics), the cache bounded.
+                    if len(self._hashes) >= _HASHES_KEPT:
+                        self._hashes.clear()
+                    hashed = self._hashes[key] = murmur2(key) & 0x7FFFFFFF
+                partition = hashed % count
         group = self._groups.get((topic, partition))
         if group is None:
             group = self._groups[topic, partition] = []
