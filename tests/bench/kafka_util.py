@@ -222,8 +222,10 @@ class Progress:
             # back to the whole run from the last process being ready to the last
             # commit, a lower bound that includes the start of processing.
             ready = max(p.ready_at or p.started_at for p in procs)
-            if ready >= end[0]:
-                # Done before the ready line was seen: time it from the processes' start.
+            if ready > commits[0][0] - poll_s:
+                # The ready line was seen in the poll that saw records committed, or
+                # later (both are polled): the work may have begun a poll earlier,
+                # so time it from the processes' start.
                 ready = max(p.started_at for p in procs)
             start = (ready, 0)
             method = "fallback: ready to last commit (input too small for a warm window)"

@@ -59,6 +59,18 @@ async def test_a_run_done_before_the_ready_line_was_seen_is_timed_from_the_start
     assert got.eps <= 1000 / 0.9
 
 
+async def test_a_ready_line_seen_with_the_last_commit_does_not_shrink_the_window(
+    tmp_path: Path,
+) -> None:
+    proc = _Running(tmp_path, ready_in=0.0)  # seen in the poll that also sees all done
+    got = await _Scripted([1000]).measure(
+        1000, [proc], warmup_records=0, warmup_s=5.0, window_s=1.0, poll_s=0.01
+    )
+    assert got.method.startswith("fallback")
+    assert got.seconds >= 0.9  # from the process start, not from the ready line
+    assert got.eps <= 1000 / 0.9
+
+
 async def test_a_warm_window_spans_two_observed_commits(tmp_path: Path) -> None:
     proc = _Running(tmp_path, ready_in=-1.0)
     got = await _Scripted([100, 200, 300, 400, 500, 600]).measure(
