@@ -2,8 +2,9 @@
 
 Faust assigns the partitions and recovers the table; the touchpoints of the owned
 partitions are read by :class:`~engine.worker.input_reader.InputReader`, which hands
-them here a partition at a time: :meth:`JourneyApp.apply` turns them into
-:class:`Record` for the :class:`Processor` and queues what it produces.
+them here a partition at a time: :meth:`JourneyApp.apply` gives them to the
+:class:`Processor` as they are and queues what it produces, :meth:`JourneyApp.send`
+hands that to the producer.
 """
 
 from __future__ import annotations

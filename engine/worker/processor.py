@@ -28,11 +28,10 @@ from engine.journey import (
 from engine.journey.slotted import constructor
 from engine.messages import dead_letter_headers, iso, stage_change_value
 from engine.metrics import Metrics
+from engine.worker.sink import Headers
 
 if TYPE_CHECKING:
     from engine.worker.effects import EffectRouter
-
-Headers = Sequence[tuple[str, bytes]]
 
 
 class StateSource(Protocol):
@@ -54,7 +53,7 @@ class InputRecord(Protocol):
     @property
     def value(self) -> bytes | None: ...
     @property
-    def headers(self) -> Sequence[tuple[str, bytes]]: ...
+    def headers(self) -> Headers: ...
     @property
     def timestamp(self) -> int | None: ...  # ms
 
