@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.partitioner import murmur2
+from aiokafka import AIOKafkaConsumer
 
 from engine.catalog import Catalog
 from engine.local.ports import free_port
 from engine.settings import Settings
 from engine.simulate import encode, journeys
+from engine.worker.sink import Sink
 from tests.bench.kafka_util import MetricsProgress
 from tests.bench.procs import Proc
 
@@ -105,38 +105,27 @@ def latency_input(events: int, seed: int, now: datetime) -> list[tuple[bytes, by
 
 
 async def _publish(
-    producer: AIOKafkaProducer,
+    sink: Sink,
     topic: str,
     records: list[tuple[bytes, bytes, str]],
     rate: float,
     published: dict[str, float],
 ) -> None:
     """Send ``records`` at ``rate``, noting when each was handed over. Every tick
-    sends what is due by then, as one record batch per partition: a sleep or a
-    send per event costs the sender more CPU than the engine spends on the event,
-    and a sender left behind catches up in a burst."""
-    partitions = len(await producer.partitions_for(topic))
+    sends what is due by then through the engine's sink (one record batch per
+    partition): a sleep or a send per event costs the sender more CPU than the
+    engine spends on the event, and a sender left behind catches up in a burst."""
+    await sink.prepare([topic])
     pending = []
     began = time.monotonic()
     n = 0
     while n < len(records):
         due = min(len(records), int((time.monotonic() - began) * rate) + 1)
-        batches: dict[int, Any] = {}
         now = time.monotonic()
         for key, value, message_id in records[n:due]:
-            part = (murmur2(key) & 0x7FFFFFFF) % partitions
-            batch = batches.get(part)
-            if batch is None:
-                batch = batches[part] = producer.create_batch()
-            if batch.append(key=key, value=value, timestamp=None) is None:
-                batch.close()
-                pending.append(await producer.send_batch(batch, topic, partition=part))
-                batch = batches[part] = producer.create_batch()
-                batch.append(key=key, value=value, timestamp=None)
+            sink.add(topic, key, value)
             published[message_id] = now
-        for part, batch in batches.items():
-            batch.close()
-            pending.append(await producer.send_batch(batch, topic, partition=part))
+        pending.append(await sink.send())
         n = due
         await asyncio.sleep(PACE_TICK_S)
     await asyncio.gather(*pending)
@@ -188,9 +177,9 @@ async def measure_latency(
         auto_offset_reset="earliest",
         fetch_max_wait_ms=50,
     )
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks=1, linger_ms=0)
+    sink = Sink(settings)
     await consumer.start()
-    await producer.start()
+    await sink.start()
     await _positioned(consumer, catalog[Catalog.STAGE_CHANGES].partitions)
     done = asyncio.Event()
 
@@ -209,7 +198,7 @@ async def measure_latency(
     try:
         began = time.monotonic()
         topic = catalog.name(Catalog.TOUCHPOINTS)
-        await _publish(producer, topic, records, rate, published)
+        await _publish(sink, topic, records, rate, published)
         publish_s = time.monotonic() - began
         async with engine_progress([settings]) as progress:
             caught_up = await progress.wait_for(len(records), procs, timeout=120 + total_s * 4)
@@ -218,7 +207,7 @@ async def measure_latency(
     finally:
         done.set()
         await collector
-        await producer.stop()
+        await sink.stop()
         await consumer.stop()
     measured_from = began + warmup_s
     samples = [latency for sent, latency in timed if sent >= measured_from]
