@@ -17,6 +17,7 @@ decided highest priority first.
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, time, timedelta, tzinfo
@@ -29,17 +30,21 @@ from engine.journey.errors import ModelError
 from engine.journey.state import from_ms, to_ms
 from engine.journey.trigger_rules import TriggerType
 from engine.journey.trigger_state import (
+    DECIDED_OUTCOMES,
     Held,
     TriggerMemory,
     pack_decided,
     trigger_digest,
     type_index,
+    with_decided,
 )
 
 DAY_MS = 86_400_000
 _SENT = 1 << 12
 _SENT_TYPE = _SENT | 3 << 10
 """Bits of a ``pack_decided`` int: sent, and sent plus the type index."""
+_OUTCOME_INDEX = {Outcome(name): i for i, name in enumerate(DECIDED_OUTCOMES)}
+"""An outcome's index in ``TriggerMemory.why``."""
 
 
 @lru_cache(maxsize=512)
@@ -186,29 +191,27 @@ def _remember(
     memory: TriggerMemory,
     trigger: TriggerFired,
     now_ms: int,
-    sent: bool,
+    outcome: Outcome,
 ) -> TriggerMemory:
-    """Add the decision to ``decided``; forget decisions older than the id memory
-    and all but the newest ``max_ids``."""
+    """Add the decision to ``decided`` and its rule and outcome to ``why``; forget
+    decisions older than the id memory and all but the newest ``max_ids``, in both."""
     now_s = now_ms // 1000
     oldest = now_s - policy.id_memory_ms // 1000
-    flat = memory.decided
+    flat, why = memory.decided, memory.why
     kept: list[int] = []
+    kept_why: list[str | int | None] = []
     for i in range(0, len(flat), 2):
         if flat[i] >= oldest:
             kept += (flat[i], flat[i + 1])
+            kept_why += (why[i], why[i + 1])
+    sent = outcome is Outcome.SENT
     kept += (
         now_s,
         pack_decided(trigger_digest(trigger.trigger_id), sent, trigger.type, trigger.priority),
     )
-    return TriggerMemory(
-        memory.active_at,
-        memory.fired,
-        tuple(kept[-2 * policy.max_ids :]),
-        memory.held,
-        memory.timezone,
-        memory.unsubscribed,
-    )
+    kept_why += (sys.intern(trigger.rule), _OUTCOME_INDEX[outcome])
+    keep = -2 * policy.max_ids
+    return with_decided(memory, tuple(kept[keep:]), tuple(kept_why[keep:]))
 
 
 def decide(
@@ -255,11 +258,11 @@ def decide(
         return memory, decision(Outcome.DUPLICATE, "trigger already held for quiet hours")
 
     if trigger.customer_id in policy.suppressed:
-        return _remember(policy, memory, trigger, now_ms, False), decision(
+        return _remember(policy, memory, trigger, now_ms, Outcome.SUPPRESSED), decision(
             Outcome.SUPPRESSED, "customer is on the suppression list"
         )
     if memory.unsubscribed:
-        return _remember(policy, memory, trigger, now_ms, False), decision(
+        return _remember(policy, memory, trigger, now_ms, Outcome.SUPPRESSED), decision(
             Outcome.SUPPRESSED, "customer unsubscribed (Unsubscribed event)"
         )
 
@@ -272,7 +275,7 @@ def decide(
         )
         last = None if last_s is None else last_s * 1000
         if last is not None and now_ms - last < cooldown:
-            return _remember(policy, memory, trigger, now_ms, False), decision(
+            return _remember(policy, memory, trigger, now_ms, Outcome.COOLDOWN), decision(
                 Outcome.COOLDOWN,
                 f"a {trigger.type.value} trigger went out at {_iso(last)}; cooldown "
                 f"{format_duration(cooldown)} lasts until {_iso(last + cooldown)}",
@@ -283,7 +286,7 @@ def decide(
         opens = policy.quiet.release(now, zone)
         if opens is not None:
             if len(memory.held) >= policy.max_held:
-                return _remember(policy, memory, trigger, now_ms, False), decision(
+                return _remember(policy, memory, trigger, now_ms, Outcome.CAPPED), decision(
                     Outcome.CAPPED,
                     f"quiet hours {policy.quiet} in {zone_name} and already "
                     f"{len(memory.held)} triggers held (at most {policy.max_held})",
@@ -313,14 +316,14 @@ def decide(
             if flat[i] & _SENT and flat[i - 1] > since and flat[i] & 0x3FF >= priority
         )
         if count >= policy.daily_cap:
-            return _remember(policy, memory, trigger, now_ms, False), decision(
+            return _remember(policy, memory, trigger, now_ms, Outcome.CAPPED), decision(
                 Outcome.CAPPED,
                 f"{count} triggers of priority {trigger.priority} or more went out in the "
                 f"last 24 h (cap {policy.daily_cap})",
             )
 
     reason = "released after quiet hours" if releasing else "passed the delivery policy"
-    return _remember(policy, memory, trigger, now_ms, True), decision(Outcome.SENT, reason)
+    return _remember(policy, memory, trigger, now_ms, Outcome.SENT), decision(Outcome.SENT, reason)
 
 
 def supersede(
@@ -338,7 +341,7 @@ def supersede(
         reason=f"held for quiet hours, then superseded: {why}",
         decided_at=now,
     )
-    return _remember(policy, memory, trigger, to_ms(now), False), decision
+    return _remember(policy, memory, trigger, to_ms(now), Outcome.SUPERSEDED), decision
 
 
 def _iso(ms: int) -> str:

@@ -67,6 +67,13 @@ class Held:
         )
 
 
+DECIDED_OUTCOMES: tuple[str, ...] = ("sent", "capped", "suppressed", "cooldown", "superseded")
+"""The outcomes a ``decided`` entry can have (values of ``effects.Outcome``), by their
+index in ``TriggerMemory.why``. ``held`` and ``duplicate`` are not remembered there."""
+
+NOT_SENT = "not_sent"
+"""The outcome read for an entry stored before outcomes were kept, when it was not sent."""
+
 _DIGEST_BITS = 40
 _DIGEST_MASK = (1 << _DIGEST_BITS) - 1
 
@@ -78,13 +85,20 @@ def trigger_digest(trigger_id: str) -> int:
 
 @dataclass(frozen=True, slots=True)
 class Decided:
-    """One entry of ``TriggerMemory.decided``, unpacked."""
+    """One entry of ``TriggerMemory.decided`` with its ``why``, unpacked.
+
+    ``rule`` is None and ``outcome`` is ``"sent"`` or ``"not_sent"`` for an entry
+    stored before rules and outcomes were kept; otherwise ``outcome`` is one of
+    :data:`DECIDED_OUTCOMES`.
+    """
 
     at_s: int
     digest: int
     sent: bool
     type_index: int
     priority: int
+    rule: str | None
+    outcome: str
 
 
 def pack_decided(digest: int, sent: bool, kind: TriggerType, priority: int) -> int:
@@ -106,30 +120,48 @@ class TriggerMemory:
     last, flat as two ints each: the decision time in epoch seconds and
     :func:`pack_decided` (the trigger id's digest, so a replayed trigger is a
     duplicate; whether it was sent, its type and priority, for cooldowns and the
-    daily cap). ``held``: triggers waiting for quiet hours to end. ``timezone``:
-    the customer's IANA zone from the newest event that carried one.
+    daily cap). ``why``: aligned with ``decided``, two values per entry at the
+    same positions: the trigger's rule name (interned) and the index of its
+    outcome in :data:`DECIDED_OUTCOMES`, so the customer's explain answer can say
+    what happened; both None for an entry stored before they were kept.
+    ``decided`` and ``why`` always have the same length: a changed memory is built
+    with :func:`with_decided`, :func:`keep_decided` or ``dataclasses.replace``.
+    ``held``: triggers waiting for quiet hours to end. ``timezone``: the
+    customer's IANA zone from the newest event that carried one.
     ``unsubscribed``: an ``Unsubscribed`` event was seen; no trigger goes out.
     """
 
     active_at: int | None = None
     fired: tuple[tuple[str, int], ...] = ()
     decided: tuple[int, ...] = ()
+    why: tuple[str | int | None, ...] = ()
     held: tuple[Held, ...] = ()
     timezone: str | None = None
     unsubscribed: bool = False
 
     def decisions(self) -> list[Decided]:
-        flat = self.decided
-        return [
-            Decided(
-                at_s=flat[i],
-                digest=flat[i + 1] >> 13,
-                sent=bool(flat[i + 1] >> 12 & 1),
-                type_index=flat[i + 1] >> 10 & 3,
-                priority=flat[i + 1] & 0x3FF,
+        """The remembered decisions, oldest first."""
+        flat, why = self.decided, self.why
+        out = []
+        for i in range(0, len(flat), 2):
+            packed, rule, index = flat[i + 1], why[i], why[i + 1]
+            sent = bool(packed >> 12 & 1)
+            if isinstance(index, int):
+                outcome = DECIDED_OUTCOMES[index]
+            else:  # stored before outcomes were kept
+                outcome = DECIDED_OUTCOMES[0] if sent else NOT_SENT
+            out.append(
+                Decided(
+                    at_s=flat[i],
+                    digest=packed >> 13,
+                    sent=sent,
+                    type_index=packed >> 10 & 3,
+                    priority=packed & 0x3FF,
+                    rule=rule if isinstance(rule, str) else None,
+                    outcome=outcome,
+                )
             )
-            for i in range(0, len(flat), 2)
-        ]
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         """A compact JSON-ready form; fields at their default are left out."""
@@ -140,6 +172,7 @@ class TriggerMemory:
             out["f"] = [list(p) for p in self.fired]
         if self.decided:
             out["d"] = list(self.decided)
+            out["w"] = list(self.why)
         if self.held:
             out["h"] = [h.to_list() for h in self.held]
         if self.timezone is not None:
@@ -159,16 +192,70 @@ class TriggerMemory:
             decided = tuple(int(v) for v in raw.get("d", ()))
             if len(decided) % 2:
                 raise ValueError("decided needs pairs of numbers")
+            why = raw.get("w")
             return cls(
                 active_at=None if active is None else int(active),
                 fired=tuple((sys.intern(str(r)), int(d)) for r, d in raw.get("f", ())),
                 decided=decided,
+                why=(None,) * len(decided) if why is None else _read_why(why, len(decided)),
                 held=tuple(Held.from_list(h) for h in raw.get("h", ())),
                 timezone=None if zone is None else sys.intern(str(zone)),
                 unsubscribed=bool(raw.get("u", 0)),
             )
         except (TypeError, ValueError, IndexError) as exc:
             raise StateError(f"malformed trigger memory: {exc!r}") from exc
+
+
+def _read_why(raw: Any, size: int) -> tuple[str | int | None, ...]:
+    """The stored ``w``: a rule name (or null) and an outcome index (or null) for
+    each entry of ``d``. Raises ValueError when it is anything else."""
+    if not isinstance(raw, list | tuple) or len(raw) != size:
+        raise ValueError(
+            f"'w' needs a rule and an outcome per decided trigger ({size // 2} in 'd'), not {raw!r}"
+        )
+    out: list[str | int | None] = []
+    for i in range(0, size, 2):
+        rule, outcome = raw[i], raw[i + 1]
+        if rule is not None and not isinstance(rule, str):
+            raise ValueError(f"'w': rule {rule!r} is not a string or null")
+        if outcome is not None and (
+            type(outcome) is not int or not 0 <= outcome < len(DECIDED_OUTCOMES)
+        ):
+            raise ValueError(
+                f"'w': outcome {outcome!r} is not an index of {list(DECIDED_OUTCOMES)} or null"
+            )
+        out += (None if rule is None else sys.intern(rule), outcome)
+    return tuple(out)
+
+
+def with_decided(
+    memory: TriggerMemory, decided: tuple[int, ...], why: tuple[str | int | None, ...]
+) -> TriggerMemory:
+    """``memory`` with other decisions: ``decided`` and ``why`` aligned (two values
+    each per decision). Positional, without ``dataclasses.replace``: several times
+    cheaper."""
+    return TriggerMemory(
+        memory.active_at,
+        memory.fired,
+        decided,
+        why,
+        memory.held,
+        memory.timezone,
+        memory.unsubscribed,
+    )
+
+
+def keep_decided(
+    memory: TriggerMemory,
+    active_at: int | None,
+    fired: tuple[tuple[str, int], ...],
+    held: tuple[Held, ...],
+    timezone: str | None,
+    unsubscribed: bool,
+) -> TriggerMemory:
+    """``memory`` with these fields, its decisions (``decided`` and ``why``) kept as
+    they are. Positional, without ``dataclasses.replace``: several times cheaper."""
+    return TriggerMemory(active_at, fired, memory.decided, memory.why, held, timezone, unsubscribed)
 
 
 EMPTY = TriggerMemory()

@@ -44,7 +44,7 @@ from engine.journey.timers import (
     prune_fired,
 )
 from engine.journey.trigger_rules import EventRule, TimeKind, TriggerRule, TriggerRules
-from engine.journey.trigger_state import EMPTY, Held, TriggerMemory
+from engine.journey.trigger_state import EMPTY, Held, TriggerMemory, keep_decided
 
 _MAX_CATCH_UP = 16
 _TRACK = EventType.TRACK
@@ -144,9 +144,7 @@ class TriggerEngine:
             or zone is not memory.timezone
             or active != memory.active_at
         ):
-            memory = TriggerMemory(
-                active, memory.fired, memory.decided, memory.held, zone, unsubscribed
-            )
+            memory = keep_decided(memory, active, memory.fired, memory.held, zone, unsubscribed)
 
         before = None if state is None else state.stage
         candidates: list[TriggerRule] = []
@@ -372,8 +370,8 @@ def _enter_leave(rules: TriggerRules, before: str | None, after: str | None) -> 
 
 def _with_fired(memory: TriggerMemory, fired: tuple[tuple[str, int], ...]) -> TriggerMemory:
     """``replace(memory, fired=fired)``, positional: several times cheaper."""
-    return TriggerMemory(
-        memory.active_at, fired, memory.decided, memory.held, memory.timezone, memory.unsubscribed
+    return keep_decided(
+        memory, memory.active_at, fired, memory.held, memory.timezone, memory.unsubscribed
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import replace
 from datetime import UTC, datetime, time
 from typing import Any
@@ -21,7 +22,7 @@ from engine.journey import (
     TriggerMemory,
     TriggerType,
 )
-from engine.journey.policy import decide, parse_cooldowns, parse_quiet_hours
+from engine.journey.policy import decide, parse_cooldowns, parse_quiet_hours, supersede
 from engine.journey.state import to_ms
 from engine.journey.trigger_state import Held, pack_decided, trigger_digest
 from tests.unit.journeys import at, ev
@@ -41,13 +42,19 @@ POLICY = DeliveryPolicy(
 NOON = at(3, 12)  # 2024-06-06 12:00 UTC, a Thursday
 
 
-def trig(kind: TriggerType = NURTURE, priority: int = 30, tid: str = "ab" * 16) -> TriggerFired:
+def trig(
+    kind: TriggerType = NURTURE,
+    priority: int = 30,
+    tid: str = "ab" * 16,
+    rule: str = "trial_stalled",
+    customer: str = "c1",
+) -> TriggerFired:
     return TriggerFired(
         trigger_id=tid,
         type=kind,
-        customer_id="c1",
+        customer_id=customer,
         stage="evaluation",
-        rule="trial_stalled",
+        rule=rule,
         fired_at=at(3, 11),
         cause=Cause(message_id="m-1"),
         model="saas",
@@ -64,8 +71,9 @@ def sent_before(
 
 
 def memory(*entries: tuple[int, int], **changes: Any) -> TriggerMemory:
+    """Entries without rule and outcome, as a record stored before they were kept."""
     flat = tuple(v for entry in entries for v in entry)
-    return replace(TriggerMemory(decided=flat), **changes)
+    return replace(TriggerMemory(decided=flat, why=(None,) * len(flat)), **changes)
 
 
 HELD = Held("cd" * 16, "promoter", TriggerType.ADVOCACY_ASK, 20, "advocacy", 0, "event:x", 1)
@@ -232,13 +240,17 @@ def test_each_decision_names_its_reason(
         assert after.held[-1].release_ms == to_ms(decision.release_at)
         assert after.decided == mem.decided
     else:
-        # Remembered: the same trigger again is a duplicate.
+        # Remembered, with its rule and outcome: the same trigger again is a duplicate.
         entry = after.decisions()[-1]
-        assert (entry.digest, entry.sent, entry.priority) == (
+        assert (entry.digest, entry.sent, entry.priority, entry.rule, entry.outcome) == (
             trigger_digest(trigger.trigger_id),
             outcome is Outcome.SENT,
             trigger.priority,
+            trigger.rule,
+            outcome.value,
         )
+        assert len(after.why) == len(after.decided)
+        assert after.why[:-2] == mem.why  # older entries keep theirs (none here)
         assert decide(POLICY, after, trigger, now)[1].outcome is Outcome.DUPLICATE
 
 
@@ -253,6 +265,55 @@ def test_memory_forgets_old_and_surplus_decisions() -> None:
     ]
     mem, _ = decide(policy, mem, trig(tid="ff" * 16), at(40))
     assert len(mem.decisions()) == 1  # the others are older than 30 days
+
+
+def test_trimming_keeps_each_rule_and_outcome_with_its_decision() -> None:
+    policy = replace(POLICY, max_ids=3, quiet=None, daily_cap=0)
+    mem = TriggerMemory()
+    steps = [  # (day, rule, type, customer): what it gives
+        (0, "r0", NURTURE, "c1"),  # sent
+        (1, "r1", NURTURE, "c1"),  # cooldown: a nurture trigger went out on day 0
+        (1, "r2", CHURN, "blocked"),  # suppressed
+        (2, "r3", CHURN, "c1"),  # sent
+        (3, "r4", CHURN, "c1"),  # sent (the churn-risk cooldown is 1 day)
+    ]
+    for n, (day, rule, kind, who) in enumerate(steps):
+        mem, _ = decide(
+            policy, mem, trig(kind, tid=f"{n:02d}" * 16, rule=rule, customer=who), at(day)
+        )
+    mem, _ = supersede(policy, mem, trig(tid="ee" * 16, rule="r5"), at(3, 1), "moved on")
+    assert len(mem.why) == len(mem.decided) == 6
+    assert [(e.rule, e.outcome, e.digest) for e in mem.decisions()] == [
+        ("r3", "sent", trigger_digest("03" * 16)),
+        ("r4", "sent", trigger_digest("04" * 16)),
+        ("r5", "superseded", trigger_digest("ee" * 16)),
+    ]
+    # Older than the id memory: forgotten with their rules and outcomes.
+    mem, _ = decide(policy, mem, trig(CHURN, tid="ff" * 16, rule="r6"), at(40))
+    assert (mem.why, [(e.rule, e.outcome) for e in mem.decisions()]) == (
+        ("r6", 0),
+        [("r6", "sent")],
+    )
+
+
+def test_the_outcomes_of_each_kind_are_remembered() -> None:
+    policy = replace(POLICY, max_ids=8, quiet=None, daily_cap=0)
+    mem = TriggerMemory()
+    for n, (who, rule) in enumerate([("c1", "a"), ("c1", "b"), ("blocked", "c")]):
+        mem, d = decide(policy, mem, trig(tid=f"{n:02d}" * 16, rule=rule, customer=who), NOON)
+    capped = replace(POLICY, quiet=None, cooldown_ms={}, daily_cap=1)
+    mem, d = decide(capped, mem, trig(tid="dd" * 16, rule="d"), NOON)
+    assert [(e.rule, e.outcome) for e in mem.decisions()] == [
+        ("a", "sent"),
+        ("b", "cooldown"),
+        ("c", "suppressed"),
+        ("d", "capped"),
+    ]
+    assert d.outcome is Outcome.CAPPED
+    # A rule name is interned: every customer's memory shares one string.
+    rule = "".join(["pay", "ment_failed"])
+    mem, _ = decide(policy, mem, trig(CHURN, tid="cc" * 16, rule=rule), at(9))
+    assert mem.why[-2] is sys.intern("payment_failed")
 
 
 @pytest.mark.parametrize(
@@ -346,6 +407,9 @@ def test_a_held_trigger_is_superseded_when_the_customer_moves_on() -> None:
         "2024-06-11T07:00:00Z, after the trigger fired"
     )
     assert part.triggers() == []
+    memory = part.states["c1"].triggers
+    assert memory is not None
+    assert [(e.rule, e.outcome) for e in memory.decisions()] == [("trial_stalled", "superseded")]
 
 
 def test_a_hold_outlives_the_stage_move_its_own_rule_made() -> None:
@@ -383,6 +447,12 @@ def test_release_decides_the_highest_priority_first() -> None:
         ("trial_stalled", Outcome.CAPPED),
     ]
     assert [t.rule for t in part.triggers()] == ["payment_failed"]
+    memory = part.states["c1"].triggers
+    assert memory is not None  # held ones are not in ``decided``, their release is
+    assert [(e.rule, e.outcome) for e in memory.decisions()] == [
+        ("payment_failed", "sent"),
+        ("trial_stalled", "capped"),
+    ]
 
 
 def test_unsubscribed_customers_get_no_more_triggers() -> None:

@@ -87,6 +87,9 @@ class Partition:
             self.effects.extend(effects)
 
     def _store(self, cid: str, state: CustomerState) -> None:
+        memory = state.triggers
+        if memory is not None:  # every decision keeps its rule and outcome beside it
+            assert len(memory.why) == len(memory.decided), memory
         self.states[cid] = state
         self.index.schedule(cid.encode(), self.engine.next_timer(state))
 
