@@ -12,6 +12,7 @@ from engine.ingest import MAX_ID
 from engine.journey import CustomerState, LifecycleModel
 from engine.journey.state import from_ms
 from engine.journey.timers import Timer
+from engine.journey.trigger_state import TYPES
 from engine.messages import iso
 from engine.metrics import StageKey
 from engine.profiles import profile_fields, read_profile
@@ -40,14 +41,20 @@ def profile_doc(state: CustomerState) -> dict[str, Any]:
 def explain_doc(
     state: CustomerState, model: LifecycleModel, pending: Sequence[Timer] = ()
 ) -> dict[str, Any]:
-    """How the customer got to their stage: every move kept in the state's history
-    (``history_limit`` newest), with the model rule and the input message behind it.
+    """How the customer got to their stage, and why they got (or did not get) a
+    trigger: every move kept in the state's history (``history_limit`` newest), with
+    the model rule and the input message behind it.
 
     ``pending_timers``: the customer's timers (``TriggerEngine.pending_timers``), each
-    with its rule and due time. ``triggers``: triggers held back by quiet hours, with
-    their rule and cause. Sent triggers and every policy decision are on the trigger
-    and decision topics; the state keeps only their ids' digests, so
-    ``policy_decisions`` stays empty here.
+    with its rule and due time. ``policy_decisions``: the delivery-policy decisions
+    the state remembers (``id_memory``, at most ``max_ids``), newest first: when
+    (to the second), the first 10 hex digits of the trigger id (the full decision,
+    with its reason, is on the decision topic, keyed by customer id), type,
+    priority, rule and outcome. Held and duplicate decisions are not remembered;
+    decisions stored before rules and outcomes were kept have no rule and the
+    outcome ``sent`` or ``not_sent``. ``triggers``: those held back by quiet hours
+    (with rule and cause), then the sent ones among the remembered decisions,
+    newest first.
     """
     rules = {rule.name: rule for rule in model.rules} if state.model == model.name else {}
     moves_total = sum(state.visits.values())
@@ -64,6 +71,43 @@ def explain_doc(
                 "message_id": move.message_id,
             }
         )
+    memory = state.triggers
+    decided = memory.decisions() if memory is not None else []
+    decided.reverse()
+    decisions = [
+        {
+            "decided_at": _iso_s(d.at_s),
+            "trigger_id_prefix": f"{d.digest:010x}",
+            "type": TYPES[d.type_index].value,
+            "priority": d.priority,
+            "rule": d.rule,
+            "outcome": d.outcome,
+        }
+        for d in decided
+    ]
+    triggers: list[dict[str, Any]] = [
+        {
+            "trigger_id": h.trigger_id,
+            "type": h.type.value,
+            "rule": h.rule,
+            "stage": h.stage,
+            "status": "held",
+            "fired_at": iso(from_ms(h.fired_ms)),
+            "cause": h.cause,
+        }
+        for h in (memory.held if memory is not None else ())
+    ]
+    triggers.extend(
+        {
+            "trigger_id_prefix": doc["trigger_id_prefix"],
+            "type": doc["type"],
+            "rule": doc["rule"],
+            "status": "sent",
+            "sent_at": doc["decided_at"],
+        }
+        for doc, d in zip(decisions, decided, strict=True)
+        if d.sent
+    )
     return {
         "customer_id": state.customer_id,
         "model": state.model,
@@ -81,20 +125,14 @@ def explain_doc(
         "pending_timers": [
             {"kind": t.kind.value, "rule": t.rule, "due_at": iso(t.due_at)} for t in pending
         ],
-        "triggers": [
-            {
-                "trigger_id": h.trigger_id,
-                "type": h.type.value,
-                "rule": h.rule,
-                "stage": h.stage,
-                "status": "held",
-                "fired_at": iso(from_ms(h.fired_ms)),
-                "cause": h.cause,
-            }
-            for h in (state.triggers.held if state.triggers is not None else ())
-        ],
-        "policy_decisions": [],
+        "triggers": triggers,
+        "policy_decisions": decisions,
     }
+
+
+def _iso_s(at_s: int) -> str:
+    """Epoch seconds as ISO 8601 UTC to the second, with a ``Z``."""
+    return from_ms(at_s * 1000).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def stages_doc(

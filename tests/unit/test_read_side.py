@@ -5,19 +5,35 @@ tests/integration/test_worker_api.py and test_two_workers.py."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections import Counter
+from datetime import time
+from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
+from jsonschema import Draft202012Validator
 
 from engine.customer_docs import BadCustomerId, customer_id, explain_doc, profile_doc, stages_doc
-from engine.journey import CustomerState, StageMachine, load_preset
+from engine.journey import (
+    CustomerState,
+    DeliveryPolicy,
+    Outcome,
+    QuietHours,
+    StageMachine,
+    TriggerMemory,
+    load_preset,
+)
 from engine.metrics import stage_counts
 from engine.worker.state_store import UnreadableState, encode_state
 from engine.worker.table_view import StageTally, key_partition, stage_of
-from tests.unit.journeys import ev, replay
+from tests.unit.journeys import at, ev, replay
+from tests.unit.triggering import Partition, engine, outcomes
 
 SAAS = load_preset("saas")
+OPENAPI_PATH = Path(__file__).resolve().parents[2] / "engine" / "worker" / "openapi.json"
+OPENAPI = json.loads(OPENAPI_PATH.read_text("utf-8"))
 ODD_IDS = ["plain", 'quo"te', "back\\slash", 'a,"m":"x","mv":2,"s":"y', "ü-ß-字", "tab\there", ""]
 
 
@@ -106,6 +122,7 @@ def test_explain_lists_each_move_with_its_rule_and_message() -> None:
     assert doc["history"][0]["at"] == "2024-06-03T00:00:00.000Z"
     assert (doc["moves"], doc["history_truncated"]) == (3, False)
     assert doc["pending_timers"] == doc["triggers"] == doc["policy_decisions"] == []
+    conforms(doc, "Explain")
 
 
 def test_explain_says_when_the_history_lost_older_moves_and_unknown_rules() -> None:
@@ -114,6 +131,98 @@ def test_explain_says_when_the_history_lost_older_moves_and_unknown_rules() -> N
     doc = explain_doc(shortened, SAAS)
     assert (doc["moves"], len(doc["history"]), doc["history_truncated"]) == (3, 1, True)
     assert doc["history"][0]["rule_description"] is None  # not the worker's model
+
+
+def conforms(doc: Any, schema: str) -> None:
+    """``doc`` is valid against ``components/schemas/<schema>`` of the OpenAPI document."""
+    wrapper = {"components": OPENAPI["components"], "$ref": f"#/components/schemas/{schema}"}
+    validator = Draft202012Validator(wrapper, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    errors = [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(doc)]
+    assert not errors, errors[:5]
+
+
+def test_explain_lists_sent_and_held_triggers_and_the_remembered_decisions() -> None:
+    """Two triggers held overnight, a cap of one a day: the churn-risk one goes out,
+    the nurture one is capped; a promoter trigger the next night is held."""
+    quiet = DeliveryPolicy(cooldown_ms={}, daily_cap=1, quiet=QuietHours(time(21), time(8)))
+    part = Partition(engine(policy=quiet))
+    part.send(ev("Signed Up", 0, 22))
+    part.advance(at(7, 23))  # trial_stalled (nurture) held
+    part.send(ev("Payment Failed", 7, 23, minute=30))  # churn risk, held too
+    part.advance(at(8, 12))
+    part.send(ev("NPS Submitted", 8, 22, props={"score": 10}))  # promoter, held
+    assert [o for _, o in outcomes(part.effects)] == [
+        Outcome.HELD, Outcome.HELD, Outcome.SENT, Outcome.CAPPED, Outcome.HELD
+    ]  # fmt: skip
+    ids = {d.rule: d.trigger_id for d in part.decisions()}
+    promoted = part.decisions()[-1].cause.key
+    state = part.states["c1"]
+
+    doc = explain_doc(state, SAAS, part.engine.pending_timers(state))
+    conforms(doc, "Explain")
+    assert (
+        doc["policy_decisions"]
+        == [  # newest first
+            {
+                "decided_at": "2024-06-11T08:30:00Z",
+                "trigger_id_prefix": ids["trial_stalled"][:10],
+                "type": "nurture",
+                "priority": 30,
+                "rule": "trial_stalled",
+                "outcome": "capped",
+            },
+            {
+                "decided_at": "2024-06-11T08:30:00Z",
+                "trigger_id_prefix": ids["payment_failed"][:10],
+                "type": "churn-risk",
+                "priority": 95,
+                "rule": "payment_failed",
+                "outcome": "sent",
+            },
+        ]
+    )
+    assert doc["triggers"] == [
+        {
+            "trigger_id": ids["promoter"],
+            "type": "advocacy-ask",
+            "rule": "promoter",
+            "stage": "evaluation",
+            "status": "held",
+            "fired_at": "2024-06-11T22:00:00.000Z",
+            "cause": promoted,
+        },
+        {
+            "trigger_id_prefix": ids["payment_failed"][:10],
+            "type": "churn-risk",
+            "rule": "payment_failed",
+            "status": "sent",
+            "sent_at": "2024-06-11T08:30:00Z",
+        },
+    ]
+    assert [t["rule"] for t in doc["pending_timers"]] == ["promoter"]  # its release
+
+
+def test_explain_of_decisions_stored_before_rules_and_outcomes_were_kept() -> None:
+    quiet = DeliveryPolicy(cooldown_ms={}, daily_cap=1, quiet=None)
+    part = Partition(engine(policy=quiet))
+    part.run([ev("Signed Up", 0), ev("Payment Failed", 6, 6)])
+    part.advance(at(8))  # trial_stalled due day 7, 00:00: capped after payment_failed
+    assert outcomes(part.effects) == [
+        ("payment_failed", Outcome.SENT),
+        ("trial_stalled", Outcome.CAPPED),
+    ]
+    state = part.states["c1"]
+    assert state.triggers is not None
+    older = {k: v for k, v in state.triggers.to_dict().items() if k != "w"}
+    doc = explain_doc(dataclasses.replace(state, triggers=TriggerMemory.from_dict(older)), SAAS)
+    conforms(doc, "Explain")
+    assert [(d["rule"], d["outcome"], d["type"]) for d in doc["policy_decisions"]] == [
+        (None, "not_sent", "nurture"),
+        (None, "sent", "churn-risk"),
+    ]
+    assert [(t["rule"], t["status"], t["type"]) for t in doc["triggers"]] == [
+        (None, "sent", "churn-risk")
+    ]
 
 
 def test_stages_in_path_order_with_counts() -> None:
