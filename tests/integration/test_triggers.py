@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -26,6 +27,7 @@ from tests.integration.conftest import make_settings
 from tests.integration.kafka_io import consume_until, produce
 from tests.integration.segment import iso, seg
 from tests.integration.triggers_io import JourneyTime, read_outputs, timer_cause
+from tests.integration.worker_http import conforms, get, until
 from tests.integration.worker_proc import WorkerProcess
 
 pytestmark = pytest.mark.integration
@@ -296,6 +298,54 @@ async def test_held_capped_and_suppressed_decisions_are_recorded_with_their_reas
     assert "cooldown 1d lasts until" in out.of(cool).decisions[1]["reason"]
     for who in (unsub, blocked):
         assert out.of(who).triggers == []
+
+    # The API explains why from the customer's state: the decisions it remembers
+    # (newest first, held ones are not), matching the records on the decision topic.
+    async def explained(who: str, count: int) -> dict[str, Any] | None:
+        answer = await get(event_worker, f"/customers/{who}/explain")
+        if answer.status != 200 or len(answer.json()["policy_decisions"]) < count:
+            return None
+        doc: dict[str, Any] = answer.json()
+        conforms(doc, "Explain")
+        return doc
+
+    def remembered(who: str) -> list[dict[str, Any]]:
+        return [
+            {
+                "decided_at": d["decided_at"][:19] + "Z",
+                "trigger_id_prefix": d["trigger_id"][:10],
+                "type": d["type"],
+                "priority": d["priority"],
+                "rule": d["rule"],
+                "outcome": d["outcome"],
+            }
+            for d in reversed(out.of(who).decisions)
+            if d["outcome"] != "held"
+        ]
+
+    doc = await until(lambda: explained(capped, 3))
+    assert doc["policy_decisions"] == remembered(capped)
+    assert [(d["rule"], d["outcome"]) for d in doc["policy_decisions"]] == [
+        ("promoter", "capped"),
+        ("payment_failed", "sent"),
+        ("trial_stalled", "sent"),
+    ]
+    assert [(t["rule"], t["status"], t["trigger_id_prefix"]) for t in doc["triggers"]] == [
+        (t["rule"], "sent", t["trigger_id"][:10]) for t in reversed(out.of(capped).triggers)
+    ]
+    doc = await until(lambda: explained(night, 1))
+    assert doc["policy_decisions"] == remembered(night)
+    assert [(d["rule"], d["outcome"]) for d in doc["policy_decisions"]] == [
+        ("payment_failed", "sent")
+    ]
+    assert [(t["status"], t["sent_at"]) for t in doc["triggers"]] == [
+        ("sent", released["decided_at"][:19] + "Z")
+    ]
+    doc = await until(lambda: explained(unsub, 1))
+    assert [(d["rule"], d["outcome"]) for d in doc["policy_decisions"]] == [
+        ("payment_failed", "suppressed")
+    ]
+    assert doc["triggers"] == []
 
 
 async def test_an_unusable_timer_record_is_set_aside_and_timers_go_on(
