@@ -17,6 +17,7 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
     import faust
 
     from engine.admin import create_topics
+    from engine.worker import gc_policy
     from engine.worker.app import JourneyApp
 
     asyncio.run(create_topics(settings))
@@ -30,6 +31,7 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
     # Faust's terminal spinner sets the root logger to DEBUG at warning level and
     # spins on every record: costly, and useless in a service's log.
     worker.spinner = None
+    gc_policy.install(settings.gc_unfreeze_every)
     worker.execute_from_commandline()
     return 0
 

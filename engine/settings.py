@@ -64,6 +64,7 @@ class Settings:
     input_commit_interval_s: float = 1.0
     agent_within_s: float = 0.005  # the timers agent's take window
     state_cache_size: int = 100_000
+    gc_unfreeze_every: int = 50  # full collections between unfreezes; 0: CPython's own GC policy
     store: str = "memory://"
     standby_replicas: int = 0
     data_dir: str = ".journey-data"
@@ -127,6 +128,8 @@ class Settings:
             raise SettingsError("JOURNEY_STANDBY_REPLICAS must be >= 0")
         if self.state_cache_size < 1:
             raise SettingsError("JOURNEY_STATE_CACHE_SIZE must be >= 1")
+        if self.gc_unfreeze_every < 0:
+            raise SettingsError("JOURNEY_GC_UNFREEZE_EVERY must be >= 0 (0: no freezing)")
         if self.batch_max < 1:
             raise SettingsError("JOURNEY_BATCH_MAX must be >= 1")
         if not 0 < self.agent_within_s <= 1:
