@@ -88,12 +88,21 @@ class Observer:
         metrics.emit_latency.observe(emit_s)
         changed = result.changed
         if changed:
-            self.table.note_written(partition, changed)
             processed_at = self.clock.now() - timedelta(seconds=emit_s)
             observe = metrics.event_latency.observe
             for state, _index in changed.values():
                 if state.last_seen is not None:
                     observe(max(0.0, (processed_at - state.last_seen).total_seconds()))
+        self.applied(partition, result)
+
+    def applied(self, partition: int, result: BatchResult) -> None:
+        """What a batch or fired timers of ``partition`` changed, once written: the
+        table's key count, the Redis profiles, the stage gauge, the time in stage
+        and the funnel."""
+        metrics = self.metrics
+        changed = result.changed
+        if changed:
+            self.table.note_written(partition, changed)
             if self.store is not None:
                 self.store.offer(state for state, _index in changed.values())
         changes = result.changes

@@ -1,12 +1,19 @@
-"""The agent of the timers topic: applies fired timers to the customers they belong to.
+"""Fired timers applied to the customers they belong to.
 
-A timer message (``messages.timer``) arrives on the partition that owns the
-customer. The agent decodes it (a record it cannot use goes to the dead-letter
-topic with the reason, and the others go on), applies it with
-``TriggerEngine.apply_timer`` at the partition's clock, writes a changed record
-to the table and its changelog exactly as the touchpoint path does (same sink,
-under the timer message's partition), reschedules the customer and sends the
-effects: stage changes, triggers, policy decisions.
+The timer service pops the due timers of the partitions this worker owns and
+applies each (``TimerAgent.apply_timer``) with ``TriggerEngine.apply_timer`` at
+the partition's clock, on the event loop between two fetches of the input
+reader: a changed record goes to the table and its changelog exactly as on the
+touchpoint path (same store and sink, under the customer's partition), the
+customer is rescheduled, and the effects are sent: stage changes, triggers,
+policy decisions. Once acknowledged, the changes go to the same bookkeeping as a
+touchpoint batch's (stage gauge, funnel, Redis profiles).
+
+The timers topic is what Faust assigns (co-partitioned with the table, so it
+says which partitions this worker owns). Timers are not sent to it: a timer
+message there (``messages.timer``, written by hand or by an older version) is
+still applied by the topic's agent, and a record it cannot use goes to the
+dead-letter topic with the reason while the others go on.
 """
 
 from __future__ import annotations
@@ -14,20 +21,19 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import faust
 from faust.types import TP, EventT
 from mode.supervisors import CrashingSupervisor
 
-from engine import messages
 from engine.catalog import Catalog
 from engine.ingest import BadInput
-from engine.journey import TriggerEngine
+from engine.journey import StageChanged, Timer, TriggerEngine
 from engine.messages import dead_letter_headers, decode_timer
 from engine.metrics import Metrics
 from engine.worker.effects import EffectRouter
-from engine.worker.processor import Outgoing
+from engine.worker.processor import BatchResult, Outgoing
 from engine.worker.sink import Sink
 from engine.worker.state_store import StateStore
 from engine.worker.table_writes import flush, write_states
@@ -37,6 +43,8 @@ if TYPE_CHECKING:
     from engine.worker.app import JourneyApp
 
 log = logging.getLogger(__name__)
+
+Observe = Callable[[int, BatchResult], None]
 
 #: Timer messages taken together (small records; one flush for all of them).
 TAKE = 256
@@ -58,8 +66,13 @@ class TimerAgent:
         metrics: Metrics,
         within_s: float,
         start_sink: Callable[[], Awaitable[None]],
+        observe: Observe | None = None,
     ) -> None:
+        """``observe(partition, result)``: the bookkeeping of what timers changed
+        (stage gauge, funnel, Redis profiles), once it is written."""
         self.engine = engine
+        self.observe = observe
+        self._applied: dict[int, BatchResult] = {}
         self.start_sink = start_sink
         self.timers = timers
         self.store = store
@@ -81,11 +94,19 @@ class TimerAgent:
         output is (Faust acks them after this returns)."""
         for event in events:
             self.apply(event)
+        await self.flush()
+
+    async def flush(self) -> None:
+        """Send what the timers applied so far wrote and emitted; once it is all
+        acknowledged, hand the changes to ``observe``."""
+        applied, self._applied = self._applied, {}
         await flush(self.table, self.sink)
+        if self.observe is not None:
+            for partition, result in applied.items():
+                self.observe(partition, result)
 
     def apply(self, event: EventT[bytes]) -> None:
         message = event.message
-        partition = message.partition
         try:
             timer = decode_timer(message.value)
             key = timer.customer_id.encode("utf-8")
@@ -98,18 +119,29 @@ class TimerAgent:
         except BadInput as exc:
             self._reject(message, exc)
             return
+        self.apply_timer(message.partition, key, timer)
+
+    def apply_timer(self, partition: int, key: bytes, timer: Timer) -> None:
+        """Apply one due timer of a customer of ``partition`` at the partition's
+        clock: the changed record goes to the table and its changelog, the effects
+        to the sink (sent by the caller's flush), the customer is rescheduled."""
         now = self.timers.now(partition)
         store, sink = self.store, self.sink
         state = store.get(key)
         new, effects = self.engine.apply_timer(state, timer, now)
+        applied = self._applied.get(partition)
+        if applied is None:
+            applied = self._applied[partition] = BatchResult()
         if new is not None and new is not state:
             # Under the timer's partition, the customer's (the topic is co-partitioned).
             write_states(self.table, store, sink, partition, [(key, new)])
+            applied.changed[key] = (new, 0)
         self.timers.schedule(partition, key, new)
         out: list[Outgoing] = []
         self.router.route_all(key, effects, now, out)
         for record in out:
             sink.add(record.topic, record.key, record.value, record.headers)
+        applied.changes.extend(e for e in effects if isinstance(e, StageChanged))
 
     def _reject(self, message: Any, error: BadInput) -> None:
         log.error(
@@ -149,6 +181,7 @@ def install(journey: JourneyApp) -> None:
         metrics=journey.metrics,
         within_s=settings.agent_within_s,
         start_sink=journey.start_sink,
+        observe=journey.observe.applied,
     )
     topic = app.topic(
         timers_topic,
@@ -160,22 +193,25 @@ def install(journey: JourneyApp) -> None:
     )
     app.agent(topic, name="timers", supervisor_strategy=CrashingSupervisor)(agent.run)
 
-    # Fired timers go out through their own sink: they need no coordination with
-    # the agents' acknowledgements (a lost one is derived again by the rebuild).
-    timer_sink = Sink(settings)
-
     async def fire(due: list[Due]) -> None:
+        # Applied here, on the event loop between two fetches of the input reader,
+        # through the same store and sink: no timer message, no second pass through
+        # Faust's per-message path. The records of a timer lost in a crash before its
+        # changelog write is acknowledged are derived again by the index rebuild.
+        await journey.start_sink()
         for partition, key, timer in due:
-            value = messages.dumps(messages.timer(timer))
-            timer_sink.add(timers_topic, key, value, partition=partition)
-        await timer_sink.flush()
+            agent.apply_timer(partition, key, timer)
+        await agent.flush()
 
-    metrics, tick_s = journey.metrics, settings.timer_tick_s
+    service = TimerService(timers, fire, journey.metrics, settings.timer_tick_s)
+    # Started with the app's services (Faust starts an instance as it is; its
+    # annotation says classes only); stopped before the sink closes.
+    app.service(cast("type[TimerService]", service))
 
-    @app.service
-    class _TimerService(TimerService):
-        def __init__(self, **kwargs: Any) -> None:
-            super().__init__(timers, fire, metrics, tick_s, timer_sink, **kwargs)
+    async def stop_firing(*args: Any, **kwargs: Any) -> None:
+        await service.stop()
+
+    app.on_before_shutdown.connect(stop_firing)
 
     rebuilding: set[asyncio.Future[Any]] = set()
 
@@ -184,6 +220,9 @@ def install(journey: JourneyApp) -> None:
         for future in list(rebuilding):
             future.cancel()
         timers.revoke({tp.partition for tp in tps if tp.topic == owned_topic})
+        # Timers already popped go on to their changelog writes before the
+        # partitions are handed on; none of a revoked partition is popped after this.
+        await service.settled()
 
     async def recovered() -> None:
         owned = journey.owned_partitions()

@@ -5,10 +5,9 @@ Pending timers are not stored anywhere: they follow from the customer records
 :class:`~engine.journey.TimerIndex` holding every customer's next timer; the
 agents reschedule a customer after each change, a rebuild fills the index from
 the table when the partition is assigned, and the index is dropped when the
-partition is revoked. :class:`TimerService` pops what is due every tick and sends
-it, as ``messages.timer``, to the timers topic on the partition's own number,
-where the agent owning the customer applies it (Faust lets only stream
-processing change a table).
+partition is revoked. :class:`TimerService` pops what is due every tick and
+applies it (``timer_agent.install``: on the event loop, through the store and sink
+the input reader uses, like a touchpoint).
 
 Clocks: ``wall`` is the machine's clock; ``event`` is, per partition, the newest
 event time the partition has seen (``PartitionClocks``, moved by the processor
@@ -222,15 +221,16 @@ class PartitionTimers:
 
 
 class TimerService(Service):
-    """Fires due timers every ``tick_s``: ``fire`` sends them (to the timers topic)
-    and returns once they are acknowledged. A failure stops the worker. A timer
-    lost in a crash between popping and sending is not lost for good: the rebuild
-    after the restart derives it again from the customer's record.
+    """Fires due timers every ``tick_s``: ``fire`` applies them and returns once
+    what they wrote and emitted is acknowledged. A failure stops the worker. A
+    timer lost in a crash before that is not lost for good: the rebuild after the
+    restart derives it again from the customer's record.
 
-    ``sink``, the service ``fire`` sends through, is this service's child: it
-    starts before the first tick and stops only after the send in flight, if
-    any, is acknowledged, so a worker shutting down never sends to a closed
-    producer."""
+    ``sink``, if given, is a service ``fire`` sends through that this service
+    owns: it starts before the first tick and stops only after the firing in
+    progress, if any, is acknowledged, so a worker shutting down never sends to
+    a closed producer. Without one, the owner of the sink stops this service
+    first."""
 
     def __init__(
         self,
@@ -255,6 +255,10 @@ class TimerService(Service):
 
     async def on_stop(self) -> None:
         # Children (the sink) stop right after this: let the send in flight end.
+        await self.settled()
+
+    async def settled(self) -> None:
+        """Returns once the firing in progress, if any, is over (acknowledged)."""
         async with self._firing:
             pass
 

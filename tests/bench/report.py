@@ -100,9 +100,10 @@ METHOD = {
         "Fire lag: a fresh worker (wall clock, trial_stalled shortened to "
         "{timer_lag_duration_s} s, quiet hours off) gets {timer_lag_timers:,} sign-ups "
         "spread over {timer_lag_s:g} s, each stamped with its publish time, so each "
-        "schedules one timer due {timer_lag_duration_s} s later; a consumer of "
-        "journey.timers in the benchmark process takes receive time minus the message's "
-        "due_ms (nearest-rank percentiles). Memory: {timer_customers_written:,} customer "
+        "schedules one timer due {timer_lag_duration_s} s later whose rule raises a "
+        "trigger; a consumer of journey.trigger-decisions in the benchmark process takes, "
+        "per decision caused by a timer, receive time minus the timer's due time "
+        "(nearest-rank percentiles). Memory: {timer_customers_written:,} customer "
         "records that each have a pending timer (due days ahead, so none fires meanwhile; "
         "cloned from simulated customers) are written into a changelog; a worker recovers "
         "them and rebuilds its timer index from them (its log line gives the count and "
@@ -321,8 +322,8 @@ def markdown(r: dict[str, Any]) -> str:
         "",
         "## Timers",
         "",
-        f"Fire lag on the wall clock, due time to timer message readable, {lag['timers']:,} "
-        f"timers: **p50 {r['timer_lag_p50_s'] * 1000:,.0f} ms, p99 "
+        "Fire lag on the wall clock, due time to the trigger's policy decision readable, "
+        f"{lag['timers']:,} timers: **p50 {r['timer_lag_p50_s'] * 1000:,.0f} ms, p99 "
         f"{r['timer_lag_p99_s'] * 1000:,.0f} ms** (max {lag['max_s'] * 1000:,.0f} ms).",
         "",
         f"One worker with {tmem['pending_timers']:,} pending timers ({tmem['customers']:,} "

@@ -2,8 +2,10 @@
 
 Lag: a worker whose ``trial_stalled`` rule waits ``LAG_DURATION_S`` seconds gets
 sign-ups stamped with the time they are published; every sign-up gives one
-timer, due ``LAG_DURATION_S`` later. A consumer of ``journey.timers`` in this
-process takes, per timer message, the time it received it minus its ``due_ms``.
+timer, due ``LAG_DURATION_S`` later, whose rule raises a trigger. A consumer of
+``journey.trigger-decisions`` in this process takes, per decision caused by a
+timer, the time it received it minus the timer's due time: from due to applied,
+decided and readable downstream.
 
 Memory: customers whose records all have a pending timer (due days ahead, so
 none fires meanwhile) are written into a changelog; a worker recovers them and
@@ -70,7 +72,7 @@ async def measure_lag(
     catalog = Catalog(settings)
     proc = engine_proc(setup, settings, log_name).start()
     consumer = AIOKafkaConsumer(
-        catalog.name(Catalog.TIMERS),
+        catalog.name(Catalog.DECISIONS),
         bootstrap_servers=settings.kafka_bootstrap,
         group_id=None,
         auto_offset_reset="earliest",
@@ -129,8 +131,10 @@ async def _collect(consumer: AIOKafkaConsumer, lags: list[float], wanted: int) -
         received_ms = time.time() * 1000
         for messages in batch.values():
             for message in messages:
-                due_ms = orjson.loads(message.value or b"{}")["due_ms"]
-                lags.append(max(0.0, received_ms - due_ms) / 1000)
+                timer = (orjson.loads(message.value or b"{}").get("cause") or {}).get("timer")
+                if timer is not None:
+                    due_ms = datetime.fromisoformat(timer["due_at"]).timestamp() * 1000
+                    lags.append(max(0.0, received_ms - due_ms) / 1000)
 
 
 # ---------------------------------------------------------------------- memory

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from engine.admin import create_topics
 from engine.catalog import Catalog
@@ -27,7 +27,7 @@ from tests.integration.conftest import make_settings
 from tests.integration.kafka_io import consume_until, produce
 from tests.integration.segment import iso, seg
 from tests.integration.triggers_io import JourneyTime, read_outputs, timer_cause
-from tests.integration.worker_http import conforms, get, until
+from tests.integration.worker_http import conforms, customers_gauge, get, samples, until
 from tests.integration.worker_proc import WorkerProcess
 
 pytestmark = pytest.mark.integration
@@ -471,3 +471,51 @@ async def test_a_timer_fires_within_a_second_of_its_due_time_on_the_wall_clock(
     assert len(lags) == len(customers), lags
     print(f"wall-clock timer lag, due to trigger received: {sorted(lags)}")
     assert all(0 <= lag < 1.0 for lag in lags), lags
+
+
+async def test_a_timer_moves_a_customer_without_a_timer_message_and_the_gauge_follows(
+    kafka_bootstrap: str, unique_name: str, tmp_path: Path
+) -> None:
+    """The inactive rule moves a paying customer to at_risk: applied by the worker
+    itself (nothing on the timers topic), and the per-stage gauge and the funnel
+    count the move as they count a touchpoint's."""
+    settings = make_settings(kafka_bootstrap, unique_name, tmp_path, clock="event")
+    await create_topics(settings)
+    journey_time = JourneyTime(settings, unique_name)
+    b = journey_time.stretch() + 9 * HOUR
+    idle = f"idle-{unique_name}"
+    worker = WorkerProcess(settings, tmp_path / "worker.log")
+    worker.start()
+    try:
+        await journey_time.publish([seg(idle, "Order Completed", b)])
+        await journey_time.advance(b + 15 * DAY)  # 14 days without activity
+        out = await read_outputs(
+            settings, [idle], lambda o: len(o.changes) >= 2 and "inactive" in o.rules()
+        )
+        assert [(c["from_stage"], c["to_stage"]) for c in out.of(idle).changes] == [
+            (None, "acquisition"),
+            ("acquisition", "at_risk"),
+        ]
+        assert out.of(idle).rules() == ["onboarding_stalled", "inactive"]
+
+        clocks = len(journey_time.clock_customers)  # their page views: discovery
+
+        async def gauge() -> dict[str, int] | None:
+            found = customers_gauge(await samples(worker))
+            return found if found == {"at_risk": 1, "discovery": clocks} else None
+
+        await until(gauge)
+        funnel = (await get(worker, "/funnel")).json()["models"]["saas"]
+        assert funnel["changes"] == 2 + clocks
+    finally:
+        assert worker.stop() == 0, worker.log()[-3000:]
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap)
+    await consumer.start()
+    try:
+        catalog = Catalog(settings)
+        topic = catalog.name(Catalog.TIMERS)
+        tps = [TopicPartition(topic, p) for p in range(catalog[Catalog.TIMERS].partitions)]
+        assert tps
+        assert set((await consumer.end_offsets(tps)).values()) == {0}
+    finally:
+        await consumer.stop()
