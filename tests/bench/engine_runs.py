@@ -7,7 +7,7 @@ import math
 import random
 import time
 from dataclasses import dataclass, fields
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -93,12 +93,21 @@ def percentile(samples: list[float], q: float) -> float:
     return ordered[min(rank, len(ordered)) - 1]
 
 
-def latency_input(events: int, seed: int, now: datetime) -> list[tuple[bytes, bytes, str]]:
-    """Whole journeys of enough customers for about ``events`` events, in time order."""
+def latency_input(
+    events: int, seed: int, now: datetime, live_rate: float | None = None
+) -> list[tuple[bytes, bytes, str]]:
+    """Whole journeys of enough customers for about ``events`` events, in time order.
+
+    Stamped with their journey times (the weeks before ``now``: a backfill, whose
+    wall-clock timers are all due at once), or with ``live_rate`` as they will be
+    published at that rate from ``now`` on: live traffic, each customer's journey
+    compressed into the run (its timers due days later)."""
     customers = max(5, round(events / 10))
     rng = random.Random(seed + 1)
     out: list[tuple[bytes, bytes, str]] = []
-    for at, customer, msg in journeys(customers, seed, now):
+    for n, (at, customer, msg) in enumerate(journeys(customers, seed, now)):
+        if live_rate is not None:
+            at = now + timedelta(seconds=n / live_rate)
         value = encode(at, msg, rng)
         out.append((customer.encode("utf-8"), value, orjson.loads(value)["messageId"]))
     return out
@@ -150,8 +159,12 @@ async def measure_latency(
     seconds: float,
     seed: int,
     warmup_s: float = 0.0,
+    live: bool = False,
 ) -> dict[str, Any]:
     """Publish at ``rate`` events/s and time each stage change back to its event.
+
+    ``live``: the events are stamped with the time they are published (see
+    :func:`latency_input`); otherwise with their journey times weeks ago.
 
     The publish time is taken just before the record batch holding the event is
     handed to the producer; the change is timed when the consumer of
@@ -167,7 +180,9 @@ async def measure_latency(
             f"(1 to {MAX_LATENCY_EVENTS:,} events): is the measured rate right?"
         )
     catalog = Catalog(settings)
-    records = latency_input(int(rate * total_s), seed, datetime.now(UTC))
+    records = latency_input(
+        int(rate * total_s), seed, datetime.now(UTC), live_rate=rate if live else None
+    )
     published: dict[str, float] = {}
     timed: list[tuple[float, float]] = []  # (published, latency)
     consumer = AIOKafkaConsumer(
@@ -223,6 +238,7 @@ async def measure_latency(
         "warmup_samples": len(warm),
         "warmup_max_s": max(warm, default=0.0),
         "events": len(records),
+        "live": live,
         "target_rate_eps": rate,
         "achieved_rate_eps": len(records) / publish_s,
         "publish_s": publish_s,

@@ -3,7 +3,9 @@
 1. pre-load the simulated journeys of ``customers`` customers into the input topic;
 2. ``raw``, ``naive_faust`` and ``engine`` each consume all of it in their own
    consumer group and subprocess (throughput, resident memory);
-3. latency: the engine on its own topic, fed at half its measured rate;
+3. latency: the engine on its own topic, fed at half its measured rate, live traffic
+   (events stamped as they are published), then a backfill (the same journeys
+   stamped with their times weeks ago, so every wall-clock timer is due at once);
 4. two engine workers on 2 cores, one consumer group, aggregate throughput;
 5. recovery: customers written into a changelog, workers timed to ready, memory
    store and RocksDB, each against a worker with an empty table;
@@ -113,7 +115,10 @@ class Bench:
             results["naive_faust"] = await self._phase("naive_faust", self.naive_faust())
             results["engine"] = await self._phase("engine", self.engine())
             rate = results["engine"]["eps"] / 2
-            results["latency"] = await self._phase("latency", self.latency(rate))
+            results["latency"] = await self._phase("latency", self.latency(rate, live=True))
+            results["latency_backfill"] = await self._phase(
+                "latency_backfill", self.latency(rate, live=False)
+            )
             results["engine_2workers"] = await self._phase("engine_2workers", self.two_workers())
             results["recovery"] = await self._phase("recovery", self.recovery())
             empty_rss = results["recovery"]["memory"]["rss_empty_bytes"]
@@ -221,11 +226,11 @@ class Bench:
         }
         return result
 
-    async def latency(self, rate: float) -> dict[str, Any]:
-        app_id = f"{self.ns}-latency"
+    async def latency(self, rate: float, *, live: bool) -> dict[str, Any]:
+        app_id = f"{self.ns}-latency{'' if live else '-backfill'}"
         settings = engine_settings(self.setup, app_id, f"{app_id}.touchpoints")
         await create_topics(settings)
-        proc = engine_proc(self.setup, settings, "engine-latency").start()
+        proc = engine_proc(self.setup, settings, f"engine-{app_id[len(self.ns) + 1 :]}").start()
         try:
             await asyncio.to_thread(proc.wait_ready)
             return await measure_latency(
@@ -235,6 +240,7 @@ class Bench:
                 self.cfg.latency_s,
                 self.cfg.seed + 100,
                 warmup_s=self.cfg.latency_warmup_s,
+                live=live,
             )
         finally:
             proc.stop()

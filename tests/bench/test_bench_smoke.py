@@ -40,6 +40,9 @@ def test_benchmark_runs_end_to_end_and_writes_a_complete_report(
         on_disk["engine_eps"] / on_disk["naive_faust_eps"]
     )
     assert on_disk["latency_p99_s"] >= on_disk["latency_p50_s"]
+    assert on_disk["latency_backfill_p99_s"] >= on_disk["latency_backfill_p50_s"]
+    assert on_disk["details"]["latency"]["live"] is True
+    assert on_disk["details"]["latency_backfill"]["live"] is False
     details = on_disk["details"]
     assert details["input"]["customers"] == 200
     assert details["engine_2workers"]["processes"] == 2
