@@ -1,4 +1,5 @@
-"""Redis connections from the settings, and what a Redis error means for the caller."""
+"""Redis connections from the settings, what a Redis error means for the caller, and the
+script the profile store writes with."""
 
 from __future__ import annotations
 
@@ -64,3 +65,23 @@ def classify(exc: BaseException) -> tuple[str, bool]:
     if isinstance(exc, rx.ResponseError):
         return "response", False
     return "other", False
+
+
+# One call per batch. KEYS: the profile hashes; ARGV[2i-1]: the applied events of the state
+# for KEYS[i], ARGV[2i]: its fields as a JSON object. Returns how many hashes were written.
+WRITE_IF_NEWER = """
+local written = 0
+for i, key in ipairs(KEYS) do
+  local stored = tonumber(redis.call('HGET', key, 'events'))
+  if not stored or stored <= tonumber(ARGV[2 * i - 1]) then
+    local args = {}
+    for name, value in pairs(cjson.decode(ARGV[2 * i])) do
+      args[#args + 1] = name
+      args[#args + 1] = value
+    end
+    redis.call('HSET', key, unpack(args))
+    written = written + 1
+  end
+end
+return written
+"""

@@ -27,7 +27,7 @@ import itertools
 import logging
 import re
 import time
-from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,31 +37,12 @@ import redis.asyncio as aioredis
 from engine.journey import CustomerState
 from engine.metrics import Metrics
 from engine.profiles import ProfileExtras, profile_fields, read_profile
-from engine.redis_client import classify, connect, describe
+from engine.redis_client import WRITE_IF_NEWER, classify, connect, describe
 from engine.settings import Settings, mask
 
 log = logging.getLogger(__name__)
 
 Pending = tuple[CustomerState, ProfileExtras | None]
-
-# One call per batch. KEYS: the profile hashes; ARGV[2i-1]: the applied events of the state
-# for KEYS[i], ARGV[2i]: its fields as a JSON object. Returns how many hashes were written.
-_WRITE_IF_NEWER = """
-local written = 0
-for i, key in ipairs(KEYS) do
-  local stored = tonumber(redis.call('HGET', key, 'events'))
-  if not stored or stored <= tonumber(ARGV[2 * i - 1]) then
-    local args = {}
-    for name, value in pairs(cjson.decode(ARGV[2 * i])) do
-      args[#args + 1] = name
-      args[#args + 1] = value
-    end
-    redis.call('HSET', key, unpack(args))
-    written = written + 1
-  end
-end
-return written
-"""
 
 
 class ProfileStoreFailed(RuntimeError):
@@ -90,8 +71,13 @@ class ProfileStore:
         retry_min_s: float = 0.05,
         retry_max_s: float = 5.0,
         where: str = "redis",
+        derive: Callable[[CustomerState], ProfileExtras] | None = None,
     ) -> None:
+        """``derive``: extras that follow from the state itself (its pending timers),
+        computed when a profile is written, so a customer changed many times between
+        two writes costs one."""
         self._client = client
+        self._derive = derive
         self.prefix = prefix
         self._metrics = metrics
         self.batch_size = batch_size
@@ -100,7 +86,7 @@ class ProfileStore:
         self.retry_min_s = retry_min_s
         self.retry_max_s = retry_max_s
         self._where = where
-        self._script = client.register_script(_WRITE_IF_NEWER)
+        self._script = client.register_script(WRITE_IF_NEWER)
         self._pending: dict[str, Pending] = {}
         self._inflight: dict[str, Pending] = {}
         self._wake = asyncio.Event()
@@ -116,7 +102,12 @@ class ProfileStore:
         self._failing_since: float | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings, metrics: Metrics | None = None) -> ProfileStore:
+    def from_settings(
+        cls,
+        settings: Settings,
+        metrics: Metrics | None = None,
+        derive: Callable[[CustomerState], ProfileExtras] | None = None,
+    ) -> ProfileStore:
         return cls(
             connect(settings),
             prefix=settings.redis_prefix,
@@ -126,6 +117,7 @@ class ProfileStore:
             max_pending=settings.redis_max_pending,
             retry_max_s=settings.redis_retry_max_s,
             where=mask(settings.redis_url),
+            derive=derive,
         )
 
     # ------------------------------------------------------------------ the hot path
@@ -298,8 +290,10 @@ class ProfileStore:
         """One round trip: the batch in one script call. Returns the profiles written."""
         keys: list[str] = []
         args: list[int | bytes] = []
-        key, dumps = self.key, orjson.dumps
+        key, dumps, derive = self.key, orjson.dumps, self._derive
         for cid, (state, extra) in items:
+            if derive is not None:
+                extra = derive(state).merged_over(extra)
             keys.append(key(cid))
             args += (state.events, dumps(profile_fields(state, extra)))
         script = self._script
