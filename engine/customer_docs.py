@@ -15,7 +15,7 @@ from engine.journey.timers import Timer
 from engine.journey.trigger_state import TYPES
 from engine.messages import iso
 from engine.metrics import StageKey
-from engine.profiles import profile_fields, read_profile
+from engine.profiles import pending_extras, profile_fields, read_profile
 
 
 class BadCustomerId(ValueError):
@@ -31,10 +31,12 @@ def customer_id(raw: str) -> str:
     return raw
 
 
-def profile_doc(state: CustomerState) -> dict[str, Any]:
-    """The current profile: the fields of the Redis profile hash, typed."""
+def profile_doc(state: CustomerState, pending: Sequence[Timer] = ()) -> dict[str, Any]:
+    """The current profile: the fields of the Redis profile hash, typed, with the
+    customer's pending timers (``TriggerEngine.pending_timers``). The last trigger
+    fields are in the Redis hash only (written from the decisions as they are made)."""
     fields: dict[bytes | str, bytes | str] = {}
-    fields.update(profile_fields(state))
+    fields.update(profile_fields(state, pending_extras(pending)))
     return read_profile(fields)
 
 

@@ -30,14 +30,14 @@ that knows only the state leaves them as they are.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import orjson
 
-from engine.journey import CustomerState
+from engine.journey import CustomerState, PolicyDecision, Timer
 from engine.messages import iso
 
 FORMAT_VERSION = "1"
@@ -144,3 +144,31 @@ def read_profile(raw: Mapping[bytes | str, bytes | str]) -> dict[str, Any]:
         else:
             out[name] = text or None
     return out
+
+
+def pending_extras(timers: Sequence[Timer]) -> ProfileExtras:
+    """A profile's pending timers (``TriggerEngine.pending_timers`` of its state)."""
+    return ProfileExtras(pending_timers=[PendingTimer(t.kind.value, t.due_at) for t in timers])
+
+
+def timer_extras(
+    pending_timers: Callable[[CustomerState], Sequence[Timer]],
+) -> Callable[[CustomerState], ProfileExtras]:
+    """The extras that follow from a state itself, its pending timers: for the
+    profile store to compute whenever it writes a profile."""
+
+    def derive(state: CustomerState) -> ProfileExtras:
+        return pending_extras(pending_timers(state))
+
+    return derive
+
+
+def last_trigger(decision: PolicyDecision) -> TriggerRecord:
+    """The profile's last trigger: the trigger a policy decision was about."""
+    return TriggerRecord(
+        trigger=decision.type.value,
+        trigger_id=decision.trigger_id,
+        at=decision.decided_at,
+        reason=decision.reason,
+        decision=decision.outcome.value,
+    )

@@ -118,7 +118,7 @@ class Api:
         state = await self._state(web, request, customer)
         if not isinstance(state, CustomerState):
             return state  # the owner's answer
-        return self.json(web, profile_doc(state))
+        return self.json(web, profile_doc(state, self.journey.engine.pending_timers(state)))
 
     async def explain(self, web: Any, request: Any, customer: str) -> Any:
         state = await self._state(web, request, customer)

@@ -17,6 +17,7 @@ from engine.catalog import Catalog
 from engine.journey import (
     Duplicate,
     Effect,
+    Outcome,
     PolicyDecision,
     StageChanged,
     TimerIgnored,
@@ -55,6 +56,14 @@ class EffectRouter:
         self.decisions = catalog.name(Catalog.DECISIONS)
         self.stage_changes = catalog.name(Catalog.STAGE_CHANGES)
         self.trigger_topics = {kind: catalog.trigger_topic(kind) for kind in TriggerType}
+        #: The newest decision per customer key since :meth:`take_decisions` (a
+        #: replayed trigger's ``duplicate`` decision is left out).
+        self._decisions: dict[bytes, PolicyDecision] = {}
+
+    def take_decisions(self) -> dict[bytes, PolicyDecision]:
+        """The decisions routed since the last call, newest per customer key."""
+        decisions, self._decisions = self._decisions, {}
+        return decisions
 
     @property
     def topics(self) -> list[str]:
@@ -70,6 +79,8 @@ class EffectRouter:
             value = messages.dumps(messages.trigger_decision(effect))
             out.append(Outgoing(self.decisions, key, value))
             self.metrics.triggers.labels(effect.type.value, effect.outcome.value).inc()
+            if effect.outcome is not Outcome.DUPLICATE:
+                self._decisions[key] = effect
         elif isinstance(effect, TimerIgnored):
             self.metrics.timers_ignored.labels(ignored_reason(effect.reason)).inc()
 

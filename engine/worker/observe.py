@@ -32,6 +32,7 @@ from mode import Service
 from engine.catalog import Catalog
 from engine.journey.funnel import Funnel
 from engine.metrics import StageGauge
+from engine.profiles import ProfileExtras, last_trigger, timer_extras
 from engine.redis_client import describe
 from engine.redis_store import ProfileStore, ProfileStoreFailed
 from engine.worker.processor import BatchResult
@@ -61,7 +62,9 @@ class Observer:
         self.changelog = journey.table.changelog_topic.get_topic_name()
         self.timers_topic = journey.catalog.name(Catalog.TIMERS)
         self.store: ProfileStore | None = (
-            ProfileStore.from_settings(journey.settings, journey.metrics)
+            ProfileStore.from_settings(
+                journey.settings, journey.metrics, timer_extras(journey.engine.pending_timers)
+            )
             if journey.settings.redis_enabled
             else None
         )
@@ -104,7 +107,16 @@ class Observer:
         if changed:
             self.table.note_written(partition, changed)
             if self.store is not None:
-                self.store.offer(state for state, _index in changed.values())
+                decisions = result.decisions
+                extras = (
+                    {
+                        key.decode("utf-8"): ProfileExtras(last_trigger=last_trigger(decision))
+                        for key, decision in decisions.items()
+                    }
+                    if decisions
+                    else None
+                )
+                self.store.offer((state for state, _index in changed.values()), extras)
         changes = result.changes
         if changes:
             if partition in self.owned:

@@ -21,6 +21,7 @@ from engine.journey import (
     CustomerState,
     Duplicate,
     PartitionClocks,
+    PolicyDecision,
     StageChanged,
     StageMachine,
     TriggerEngine,
@@ -86,11 +87,13 @@ _outgoing = constructor(Outgoing)  # Outgoing(...), cheaper per stage change
 class BatchResult:
     """``changed`` maps a customer key to its new state and the index of the last
     record of the batch that changed it (the table write belongs to that record's
-    partition); ``changes`` are the batch's stage changes in input order."""
+    partition); ``changes`` are the batch's stage changes in input order;
+    ``decisions`` the newest policy decision per customer key."""
 
     outgoing: list[Outgoing] = field(default_factory=list)
     changed: dict[bytes, tuple[CustomerState, int]] = field(default_factory=dict)
     changes: list[StageChanged] = field(default_factory=list)
+    decisions: dict[bytes, PolicyDecision] = field(default_factory=dict)
 
 
 class Processor:
@@ -168,6 +171,8 @@ class Processor:
                     router.route(key, effect, now, outgoing)
             counts[event.type, outcome] += 1
         self._count(counts, transitions, dead)
+        if router is not None:
+            result.decisions = router.take_decisions()
         return result
 
     def _count(

@@ -142,6 +142,7 @@ class TimerAgent:
         for record in out:
             sink.add(record.topic, record.key, record.value, record.headers)
         applied.changes.extend(e for e in effects if isinstance(e, StageChanged))
+        applied.decisions.update(self.router.take_decisions())
 
     def _reject(self, message: Any, error: BadInput) -> None:
         log.error(

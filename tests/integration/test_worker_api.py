@@ -254,6 +254,9 @@ async def test_redis_profiles_catch_up_after_an_outage_while_processing_goes_on(
         in_redis = await until(lambda: stored("onboarding"))
         from_api = (await get(worker, f"/customers/{who}")).json()
         assert in_redis == from_api
+        # Its timers are in the profile (the `inactive` check 14 days after day 4 among them).
+        assert {"kind": "rule", "due_at": iso(at(4 + 14))} in in_redis["pending_timers"]
+        assert in_redis["next_timer_at"] == min(t["due_at"] for t in in_redis["pending_timers"])
         await client.aclose()
 
         redis_server.stop()
@@ -271,6 +274,17 @@ async def test_redis_profiles_catch_up_after_an_outage_while_processing_goes_on(
         client = aioredis.Redis.from_url(redis_server.url)
         caught_up = await until(lambda: stored("at_risk"), timeout=30)
         assert caught_up["events"] == 5
+        # The payment failure raised a churn-risk trigger while Redis was away: the
+        # profile names it with the policy's decision and reason.
+        assert caught_up["last_trigger"] == "churn-risk"
+        assert caught_up["last_trigger_decision"] in ("sent", "held")  # held: quiet hours now
+        assert caught_up["last_trigger_reason"]
+        explained = (await get(worker, f"/customers/{who}/explain")).json()
+        decided = explained["policy_decisions"] + [
+            t for t in explained["triggers"] if t["status"] == "held"
+        ]
+        ids = [d.get("trigger_id") or d["trigger_id_prefix"] for d in decided]
+        assert any(caught_up["last_trigger_id"].startswith(i) for i in ids), (caught_up, decided)
         after = await samples(worker)
         assert total(after, "journey_redis_pending_profiles") == 0
     finally:

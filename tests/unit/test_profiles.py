@@ -13,18 +13,35 @@ import pytest
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 
-from engine.journey import CustomerState, Event, EventType, StageMachine, load_preset
+from engine.catalog import Catalog
+from engine.journey import (
+    Cause,
+    CustomerState,
+    Event,
+    EventType,
+    Outcome,
+    PolicyDecision,
+    StageMachine,
+    TriggerType,
+    load_preset,
+)
 from engine.metrics import Metrics
 from engine.profiles import (
     PendingTimer,
     ProfileExtras,
     TriggerRecord,
+    last_trigger,
+    pending_extras,
     profile_fields,
     read_profile,
+    timer_extras,
 )
 from engine.redis_client import connection_options
 from engine.redis_store import ProfileStore
 from engine.settings import Settings, SettingsError
+from engine.worker.effects import EffectRouter
+from engine.worker.processor import Outgoing
+from engine.worker.triggering import trigger_engine
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 MACHINE = StageMachine(load_preset("saas"))
@@ -50,7 +67,7 @@ def journey() -> CustomerState:
     return state
 
 
-def test_profile_fields_describe_the_state() -> None:
+def test_profile_fields_describe_thejourney() -> None:
     state = journey()
     fields = profile_fields(state)
     assert fields["customer_id"] == "u1"
@@ -206,3 +223,56 @@ def test_offer_keeps_the_latest_state_per_customer_and_bounds_memory() -> None:
     assert reg.get_sample_value("journey_redis_pending_profiles") == 3
     assert reg.get_sample_value("journey_redis_dropped_profiles_total") == 2
     assert store.key("a") == "p:customer:a"
+
+
+def _decision(outcome: str, reason: str, at: datetime) -> PolicyDecision:
+    return PolicyDecision(
+        trigger_id="ab" * 32,
+        type=TriggerType.CHURN_RISK,
+        customer_id="u1",
+        rule="payment_failed",
+        cause=Cause(message_id="m1"),
+        priority=95,
+        outcome=Outcome(outcome),
+        reason=reason,
+        decided_at=at,
+    )
+
+
+def test_the_last_trigger_of_a_profile_is_the_decided_trigger_with_its_reason() -> None:
+    record = last_trigger(_decision("cooldown", "a churn-risk trigger went out", T0))
+    assert record == TriggerRecord(
+        "churn-risk", "ab" * 32, T0, "a churn-risk trigger went out", "cooldown"
+    )
+    fields = profile_fields(journey(), ProfileExtras(last_trigger=record))
+    assert (fields["last_trigger"], fields["last_trigger_decision"]) == ("churn-risk", "cooldown")
+
+
+def test_pending_timers_are_derived_from_the_state_when_the_store_writes() -> None:
+    engine = trigger_engine(Settings())
+    paying = journey()
+    derive = timer_extras(engine.pending_timers)
+    expected = engine.pending_timers(paying)
+    assert expected  # a customer in a paying stage has timers ahead
+    extras = derive(paying)
+    assert extras.pending_timers == [PendingTimer(t.kind.value, t.due_at) for t in expected]
+    assert extras.last_trigger is None
+    # Merged over what the batch knew: the timers from the state, the trigger from the batch.
+    known = ProfileExtras(last_trigger=last_trigger(_decision("sent", "passed", T0)))
+    merged = derive(paying).merged_over(known)
+    assert merged.pending_timers == extras.pending_timers
+    assert merged.last_trigger == known.last_trigger
+    assert pending_extras([]).pending_timers == []
+
+
+def test_the_router_keeps_the_newest_decision_per_customer_but_not_a_replay() -> None:
+    router = EffectRouter(Catalog(Settings()), Metrics(CollectorRegistry(), process=False))
+    out: list[Outgoing] = []
+    first = _decision("sent", "passed the delivery policy", T0)
+    later = _decision("cooldown", "cooldown", T0 + timedelta(hours=1))
+    replay = _decision("duplicate", "already decided", T0 + timedelta(hours=2))
+    for d in (first, later, replay):
+        router.route(b"u1", d, T0, out)
+    assert len(out) == 3  # every decision is on the topic
+    assert router.take_decisions() == {b"u1": later}
+    assert router.take_decisions() == {}
