@@ -58,18 +58,22 @@ def explain_doc(
     (with rule and cause), then the sent ones among the remembered decisions,
     newest first.
     """
-    rules = {rule.name: rule for rule in model.rules} if state.model == model.name else {}
+    # A move's rule is a stage rule, or a time rule of the triggers (``move_to``).
+    rules: dict[str, str] = (
+        {r.name: r.description for r in (*model.triggers.rules, *model.rules)}
+        if state.model == model.name
+        else {}
+    )
     moves_total = sum(state.visits.values())
     history = []
     for move in state.history:
-        rule = rules.get(move.rule)
         history.append(
             {
                 "from_stage": move.from_stage,
                 "to_stage": move.to_stage,
                 "at": iso(move.at),
                 "rule": move.rule,
-                "rule_description": None if rule is None else (rule.description or None),
+                "rule_description": rules.get(move.rule) or None,
                 "message_id": move.message_id,
             }
         )

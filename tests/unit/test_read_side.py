@@ -25,6 +25,7 @@ from engine.journey import (
     TriggerMemory,
     load_preset,
 )
+from engine.journey.state import Move
 from engine.metrics import stage_counts
 from engine.worker.state_store import UnreadableState, encode_state
 from engine.worker.table_view import StageTally, key_partition, stage_of
@@ -237,3 +238,16 @@ def test_stages_in_path_order_with_counts() -> None:
     }
     assert doc["customers"] == 5
     assert all(s["on_path"] == (s["stage"] in SAAS.path) for s in doc["stages"])
+
+
+def test_explain_describes_a_move_made_by_a_time_rule() -> None:
+    """The `inactive` time rule moves a customer to at_risk: its description is the
+    trigger rule's (time rules are not among the model's stage rules)."""
+    inactive = next(r for r in SAAS.triggers.rules if r.name == "inactive")
+    assert inactive.description
+    state = STATES[2]
+    moved = Move(state.stage, "at_risk", at(30), "inactive", "timer:inactive@1")
+    doc = explain_doc(dataclasses.replace(state, history=(*state.history, moved)), SAAS)
+    last = doc["history"][-1]
+    assert (last["rule"], last["rule_description"]) == ("inactive", inactive.description)
+    assert doc["history"][0]["rule_description"]  # stage rules keep theirs
