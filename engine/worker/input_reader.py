@@ -80,6 +80,8 @@ class InputReader(Service):
         self._committing: asyncio.Future[None] | None = None
         self._running = False
         self._stopped_reading = asyncio.Event()
+        #: The last fetch was full: more is waiting (the timer service then holds back).
+        self.behind = False
 
     async def on_start(self) -> None:
         s = self.settings
@@ -163,6 +165,7 @@ class InputReader(Service):
                 fetched = await consumer.getmany(
                     timeout_ms=timeout, max_records=self.settings.batch_max
                 )
+                self.behind = self.full(fetched)
                 if fetched:
                     await self._handle(fetched)
                     await self._settle(MAX_IN_FLIGHT)
@@ -173,6 +176,10 @@ class InputReader(Service):
         finally:
             self._running = False
             self._stopped_reading.set()
+
+    def full(self, fetched: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> bool:
+        """A fetch of ``batch_max`` records: more are likely waiting."""
+        return sum(map(len, fetched.values())) >= self.settings.batch_max
 
     async def _handle(
         self, fetched: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]

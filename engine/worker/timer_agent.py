@@ -204,7 +204,9 @@ def install(journey: JourneyApp) -> None:
             agent.apply_timer(partition, key, timer)
         await agent.flush()
 
-    service = TimerService(timers, fire, journey.metrics, settings.timer_tick_s)
+    service = TimerService(
+        timers, fire, journey.metrics, settings.timer_tick_s, behind=lambda: journey.reader.behind
+    )
     # Started with the app's services (Faust starts an instance as it is; its
     # annotation says classes only); stopped before the sink closes.
     app.service(cast("type[TimerService]", service))

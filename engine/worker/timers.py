@@ -230,7 +230,12 @@ class TimerService(Service):
     owns: it starts before the first tick and stops only after the firing in
     progress, if any, is acknowledged, so a worker shutting down never sends to
     a closed producer. Without one, the owner of the sink stops this service
-    first."""
+    first.
+
+    ``behind``: whether the input is behind (the input reader's last fetch was
+    full). While it is, a tick fires one slice (``FIRE_BATCH``) only: timers due
+    in a backfill take at most about a tenth of the event loop and catch up once
+    the input has, instead of slowing the touchpoints they follow from."""
 
     def __init__(
         self,
@@ -239,6 +244,7 @@ class TimerService(Service):
         metrics: Metrics,
         tick_s: float,
         sink: Service | None = None,
+        behind: Callable[[], bool] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -247,6 +253,7 @@ class TimerService(Service):
         self.metrics = metrics
         self.tick_s = tick_s
         self.sink = sink
+        self.behind = behind
         self._firing = asyncio.Lock()
 
     async def on_start(self) -> None:
@@ -272,7 +279,8 @@ class TimerService(Service):
                 await self.fire_due()
 
     async def fire_due(self) -> int:
-        """Send everything due now; returns how many timers went out."""
+        """Fire everything due now (one slice while the input is behind); returns
+        how many timers went out."""
         timers, metrics = self.timers, self.metrics
         wall = timers.clocks is None
         fired, lag = metrics.timers_fired, metrics.timer_lag
@@ -288,7 +296,7 @@ class TimerService(Service):
                 fired.labels(timer.kind.value).inc()
                 if wall:
                     lag.observe(max(0, now_ms - timer.due_ms) / 1000)
-            if len(due) < FIRE_BATCH:
+            if len(due) < FIRE_BATCH or (self.behind is not None and self.behind()):
                 break
         metrics.timers_pending.set(timers.pending())
         return total

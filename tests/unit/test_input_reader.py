@@ -106,3 +106,11 @@ async def test_a_failed_send_is_raised_and_nothing_after_it_is_done() -> None:
     with pytest.raises(RuntimeError, match="broker said no"):
         await reader._settle(0)
     assert reader._done == {}
+
+
+def test_a_full_fetch_says_the_input_is_behind() -> None:
+    h = _Harness()
+    most = h.reader.settings.batch_max
+    assert h.reader.full(h.fetch((h.topic, 0, range(most - 1)), (h.rekeyed, 0, range(1))))
+    assert not h.reader.full(h.fetch((h.topic, 0, range(most - 1))))
+    assert not h.reader.full({})

@@ -36,7 +36,7 @@ from engine.settings import Settings
 from engine.worker.effects import IGNORED_REASONS, EffectRouter, ignored_reason
 from engine.worker.processor import Outgoing, Processor, Record
 from engine.worker.state_store import UnreadableState, encode_state
-from engine.worker.timers import PartitionTimers, TimerService
+from engine.worker.timers import FIRE_BATCH, PartitionTimers, TimerService
 
 T0 = datetime(2026, 3, 2, 9, tzinfo=UTC)  # a Monday, 09:00 UTC
 DAY = timedelta(days=1)
@@ -298,6 +298,30 @@ async def test_the_service_sends_what_is_due_and_counts_it() -> None:
     assert sample(metrics, "journey_timer_fire_lag_seconds_sum") == pytest.approx(6.0)
     assert sample(metrics, "journey_timers_pending") == 1
     assert await service.fire_due() == 0
+
+
+async def test_while_the_input_is_behind_a_tick_fires_one_slice() -> None:
+    eng = engine()
+    clock = ManualClock(T0 + 8 * DAY)
+    timers = PartitionTimers(eng, 1, clock, event_time=False)
+    timers.assign([0])
+    due_now = FIRE_BATCH * 2 + 10
+    for n in range(due_now):
+        timers.schedule(0, f"c{n}".encode(), state_after(eng, event("Signed Up", T0, f"c{n}")))
+    sent: list[int] = []
+
+    async def fire(due: list[tuple[int, bytes, Timer]]) -> None:
+        sent.append(len(due))
+
+    behind = True
+    metrics = Metrics(CollectorRegistry(), process=False)
+    service = TimerService(timers, fire, metrics, 0.25, behind=lambda: behind)
+    assert await service.fire_due() == FIRE_BATCH
+    assert await service.fire_due() == FIRE_BATCH
+    behind = False  # the input caught up: everything still due goes at once
+    assert await service.fire_due() == 10
+    assert sent == [FIRE_BATCH, FIRE_BATCH, 10]
+    assert sample(metrics, "journey_timers_pending") == 0
 
 
 class _RecordingSink(Service):
