@@ -276,13 +276,18 @@ async def test_rebuild_stops_at_a_record_it_cannot_read() -> None:
         await timers.rebuild({0}, {b"someone": b'{"v": 99}'})
 
 
+def _signed_up(eng: TriggerEngine, now: datetime, customers: int) -> PartitionTimers:
+    """One partition's timers at ``now``: ``customers`` sign-ups at ``T0`` (c0, c1, ...)."""
+    timers = PartitionTimers(eng, 1, ManualClock(now), event_time=False)
+    timers.assign([0])
+    for n in range(customers):
+        timers.schedule(0, f"c{n}".encode(), state_after(eng, event("Signed Up", T0, f"c{n}")))
+    return timers
+
+
 async def test_the_service_sends_what_is_due_and_counts_it() -> None:
     eng = engine()
-    clock = ManualClock(T0 + 7 * DAY + timedelta(seconds=2))
-    timers = PartitionTimers(eng, 1, clock, event_time=False)
-    timers.assign([0])
-    for n in range(3):
-        timers.schedule(0, f"c{n}".encode(), state_after(eng, event("Signed Up", T0, f"c{n}")))
+    timers = _signed_up(eng, T0 + 7 * DAY + timedelta(seconds=2), 3)
     timers.schedule(0, b"later", state_after(eng, event("Signed Up", T0 + DAY, "later")))
     sent: list[list[tuple[int, bytes, Timer]]] = []
 
@@ -301,13 +306,7 @@ async def test_the_service_sends_what_is_due_and_counts_it() -> None:
 
 
 async def test_while_the_input_is_behind_a_tick_fires_one_slice() -> None:
-    eng = engine()
-    clock = ManualClock(T0 + 8 * DAY)
-    timers = PartitionTimers(eng, 1, clock, event_time=False)
-    timers.assign([0])
-    due_now = FIRE_BATCH * 2 + 10
-    for n in range(due_now):
-        timers.schedule(0, f"c{n}".encode(), state_after(eng, event("Signed Up", T0, f"c{n}")))
+    timers = _signed_up(engine(), T0 + 8 * DAY, FIRE_BATCH * 2 + 10)
     sent: list[int] = []
 
     async def fire(due: list[tuple[int, bytes, Timer]]) -> None:
@@ -340,11 +339,7 @@ class _RecordingSink(Service):
 
 async def test_stopping_waits_for_the_send_in_flight_before_the_sink_stops() -> None:
     eng = engine()
-    clock = ManualClock(T0 + 7 * DAY + timedelta(seconds=2))
-    timers = PartitionTimers(eng, 1, clock, event_time=False)
-    timers.assign([0])
-    for n in range(3):
-        timers.schedule(0, f"c{n}".encode(), state_after(eng, event("Signed Up", T0, f"c{n}")))
+    timers = _signed_up(eng, T0 + 7 * DAY + timedelta(seconds=2), 3)
     log: list[str] = []
     in_flight, release = asyncio.Event(), asyncio.Event()
 
