@@ -25,6 +25,19 @@ def iso(at: datetime) -> str:
     return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def iso_ms(ms: int) -> str:
+    """:func:`iso` of an instant in epoch milliseconds, without making a datetime."""
+    days, rem = divmod(ms, 86_400_000)
+    seconds, millis = divmod(rem, 1000)
+    hours, seconds = divmod(seconds, 3600)
+    minutes, seconds = divmod(seconds, 60)
+    return (
+        f"{_day(days + _EPOCH_ORDINAL)}T{_DIGITS[hours]}:{_DIGITS[minutes]}:"
+        f"{_DIGITS[seconds]}.{_MILLIS[millis]}Z"
+    )
+
+
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 _DIGITS = [f"{n:02d}" for n in range(60)]
 _MILLIS = [f"{n:03d}" for n in range(1000)]
 

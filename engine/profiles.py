@@ -19,7 +19,7 @@ Fields (all strings, ``""`` for none; times ISO 8601 UTC):
 ``events``            events applied (duplicates excluded); ``late_events``
 ``touches``           JSON ``{channel: count}``; ``touches_total`` their sum
 ``visits``            JSON ``{stage: times entered}``
-``pending_timers``    JSON ``[{"kind", "due_at"}]`` by due time; ``next_timer_at``
+``pending_timers``    JSON ``[{"due_at", "kind", "rule"}]`` by due time; ``next_timer_at``
 ``last_trigger``      trigger type, with ``last_trigger_id``, ``_at``, ``_reason``
                       and ``_decision`` (the contact policy's decision)
 ===================== ========================================================
@@ -38,7 +38,8 @@ from typing import Any
 import orjson
 
 from engine.journey import CustomerState, PolicyDecision, Timer
-from engine.messages import iso
+from engine.journey.state import from_ms
+from engine.messages import iso, iso_ms
 
 FORMAT_VERSION = "1"
 
@@ -48,8 +49,16 @@ _JSON_FIELDS = ("touches", "visits", "pending_timers")
 
 @dataclass(frozen=True, slots=True)
 class PendingTimer:
+    """A timer the customer waits for: its kind (``rule`` or ``release``), due time
+    (epoch milliseconds) and the time rule (or quiet-hours release) behind it."""
+
     kind: str
-    due_at: datetime
+    due_ms: int
+    rule: str = ""
+
+    @property
+    def due_at(self) -> datetime:
+        return from_ms(self.due_ms)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,34 +99,50 @@ def _json(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode("utf-8")
 
 
+def _map_json(value: Mapping[str, int]) -> str:
+    return _json(value if type(value) is dict else dict(value))
+
+
+_NO_TIMERS = "[]"
+
+
 def profile_fields(state: CustomerState, extras: ProfileExtras | None = None) -> dict[str, str]:
     """The hash fields of a customer's profile."""
-    move = state.history[-1] if state.history else None
-    entered_by = move if move is not None and move.to_stage == state.stage else None
+    stage, history, touches = state.stage, state.history, state.touches
+    move = history[-1] if history else None
+    if move is not None and move.to_stage == stage:
+        rule, message_id = move.rule, move.message_id
+    else:
+        rule = message_id = ""
     fields = {
         "v": FORMAT_VERSION,
         "customer_id": state.customer_id,
         "model": state.model,
         "model_version": str(state.model_version),
-        "stage": state.stage or "",
+        "stage": stage or "",
         "stage_entered_at": _time(state.stage_entered_at),
-        "stage_rule": "" if entered_by is None else entered_by.rule,
-        "stage_message_id": "" if entered_by is None else entered_by.message_id,
+        "stage_rule": rule,
+        "stage_message_id": message_id,
         "first_seen": _time(state.first_seen),
         "last_seen": _time(state.last_seen),
         "events": str(state.events),
         "late_events": str(state.late_events),
-        "touches": _json(dict(state.touches)),
-        "touches_total": str(sum(state.touches.values())),
-        "visits": _json(dict(state.visits)),
+        "touches": _map_json(touches),
+        "touches_total": str(sum(touches.values())),
+        "visits": _map_json(state.visits),
     }
     if extras is not None:
-        if extras.pending_timers is not None:
-            timers = sorted(extras.pending_timers, key=lambda t: (t.due_at, t.kind))
-            fields["pending_timers"] = _json(
-                [{"kind": t.kind, "due_at": iso(t.due_at)} for t in timers]
-            )
-            fields["next_timer_at"] = _time(timers[0].due_at if timers else None)
+        timers = extras.pending_timers
+        if timers is not None:
+            if timers:
+                ordered = sorted(timers, key=_timer_order)
+                fields["pending_timers"] = _json(
+                    [{"due_at": iso_ms(t.due_ms), "kind": t.kind, "rule": t.rule} for t in ordered]
+                )
+                fields["next_timer_at"] = iso_ms(ordered[0].due_ms)
+            else:
+                fields["pending_timers"] = _NO_TIMERS
+                fields["next_timer_at"] = ""
         if extras.last_trigger is not None:
             t = extras.last_trigger
             fields["last_trigger"] = t.trigger
@@ -126,6 +151,10 @@ def profile_fields(state: CustomerState, extras: ProfileExtras | None = None) ->
             fields["last_trigger_reason"] = t.reason
             fields["last_trigger_decision"] = t.decision
     return fields
+
+
+def _timer_order(timer: PendingTimer) -> tuple[int, str, str]:
+    return timer.due_ms, timer.kind, timer.rule
 
 
 def _text(value: bytes | str) -> str:
@@ -148,7 +177,9 @@ def read_profile(raw: Mapping[bytes | str, bytes | str]) -> dict[str, Any]:
 
 def pending_extras(timers: Sequence[Timer]) -> ProfileExtras:
     """A profile's pending timers (``TriggerEngine.pending_timers`` of its state)."""
-    return ProfileExtras(pending_timers=[PendingTimer(t.kind.value, t.due_at) for t in timers])
+    return ProfileExtras(
+        pending_timers=[PendingTimer(t.kind.value, t.due_ms, t.rule) for t in timers]
+    )
 
 
 def timer_extras(

@@ -67,15 +67,19 @@ def classify(exc: BaseException) -> tuple[str, bool]:
     return "other", False
 
 
-# One call per batch. KEYS: the profile hashes; ARGV[2i-1]: the applied events of the state
-# for KEYS[i], ARGV[2i]: its fields as a JSON object. Returns how many hashes were written.
+# One call per batch. KEYS: the profile hashes; ARGV[1]: a JSON array with, for KEYS[i], the
+# pair [applied events of the state, its fields as a JSON object] (one argument: the client
+# packs a few large arguments much faster than two per profile). Returns how many hashes
+# were written.
 WRITE_IF_NEWER = """
+local rows = cjson.decode(ARGV[1])
 local written = 0
 for i, key in ipairs(KEYS) do
+  local row = rows[i]
   local stored = tonumber(redis.call('HGET', key, 'events'))
-  if not stored or stored <= tonumber(ARGV[2 * i - 1]) then
+  if not stored or stored <= row[1] then
     local args = {}
-    for name, value in pairs(cjson.decode(ARGV[2 * i])) do
+    for name, value in pairs(row[2]) do
       args[#args + 1] = name
       args[#args + 1] = value
     end

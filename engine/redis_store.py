@@ -289,17 +289,17 @@ class ProfileStore:
     async def _write(self, items: Sequence[tuple[str, Pending]]) -> int:
         """One round trip: the batch in one script call. Returns the profiles written."""
         keys: list[str] = []
-        args: list[int | bytes] = []
-        key, dumps, derive = self.key, orjson.dumps, self._derive
+        rows: list[tuple[int, dict[str, str]]] = []
+        key, derive = self.key, self._derive
         for cid, (state, extra) in items:
             if derive is not None:
                 extra = derive(state).merged_over(extra)
             keys.append(key(cid))
-            args += (state.events, dumps(profile_fields(state, extra)))
+            rows.append((state.events, profile_fields(state, extra)))
         script = self._script
         async with self._client.pipeline(transaction=False) as pipe:
             pipe.scripts.add(script)  # type: ignore[arg-type]  # execute() loads it if missing
-            pipe.evalsha(script.sha, len(keys), *keys, *args)
+            pipe.evalsha(script.sha, len(keys), *keys, orjson.dumps(rows))
             [result] = await pipe.execute(raise_on_error=False)
         if isinstance(result, Exception):
             raise result

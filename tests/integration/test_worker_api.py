@@ -255,7 +255,8 @@ async def test_redis_profiles_catch_up_after_an_outage_while_processing_goes_on(
         from_api = (await get(worker, f"/customers/{who}")).json()
         assert in_redis == from_api
         # Its timers are in the profile (the `inactive` check 14 days after day 4 among them).
-        assert {"kind": "rule", "due_at": iso(at(4 + 14))} in in_redis["pending_timers"]
+        inactive = {"kind": "rule", "rule": "inactive", "due_at": iso(at(4 + 14))}
+        assert inactive in in_redis["pending_timers"]
         assert in_redis["next_timer_at"] == min(t["due_at"] for t in in_redis["pending_timers"])
         await client.aclose()
 

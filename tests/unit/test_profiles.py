@@ -25,6 +25,8 @@ from engine.journey import (
     TriggerType,
     load_preset,
 )
+from engine.journey.state import to_ms
+from engine.messages import iso, iso_ms
 from engine.metrics import Metrics
 from engine.profiles import (
     PendingTimer,
@@ -97,15 +99,17 @@ def test_a_new_customer_without_stage_has_empty_fields() -> None:
 def test_timers_and_trigger_are_written_when_given() -> None:
     extras = ProfileExtras(
         pending_timers=[
-            PendingTimer("trial_ends", T0 + timedelta(days=14)),
-            PendingTimer("inactive", T0 + timedelta(days=7)),
+            PendingTimer("rule", to_ms(T0 + timedelta(days=14)), "trial_ends"),
+            PendingTimer("rule", to_ms(T0 + timedelta(days=7)), "inactive"),
+            PendingTimer("release", to_ms(T0 + timedelta(days=7))),
         ],
         last_trigger=TriggerRecord("nurture", "t-1", T0, "trial stalled 7 days", "sent"),
     )
     fields = profile_fields(journey(), extras)
     assert json.loads(fields["pending_timers"]) == [
-        {"kind": "inactive", "due_at": "2026-03-09T09:00:00.000Z"},
-        {"kind": "trial_ends", "due_at": "2026-03-16T09:00:00.000Z"},
+        {"kind": "release", "rule": "", "due_at": "2026-03-09T09:00:00.000Z"},
+        {"kind": "rule", "rule": "inactive", "due_at": "2026-03-09T09:00:00.000Z"},
+        {"kind": "rule", "rule": "trial_ends", "due_at": "2026-03-16T09:00:00.000Z"},
     ]
     assert fields["next_timer_at"] == "2026-03-09T09:00:00.000Z"
     assert fields["last_trigger"] == "nurture"
@@ -128,7 +132,7 @@ def test_read_profile_gives_typed_values() -> None:
 def test_newer_extras_keep_what_they_leave_out() -> None:
     trigger = TriggerRecord("nurture", "t-1", T0, "r", "sent")
     older = ProfileExtras(last_trigger=trigger)
-    newer = ProfileExtras(pending_timers=[PendingTimer("inactive", T0)])
+    newer = ProfileExtras(pending_timers=[PendingTimer("rule", to_ms(T0), "inactive")])
     merged = newer.merged_over(older)
     assert merged.last_trigger == trigger
     assert merged.pending_timers == newer.pending_timers
@@ -255,7 +259,8 @@ def test_pending_timers_are_derived_from_the_state_when_the_store_writes() -> No
     expected = engine.pending_timers(paying)
     assert expected  # a customer in a paying stage has timers ahead
     extras = derive(paying)
-    assert extras.pending_timers == [PendingTimer(t.kind.value, t.due_at) for t in expected]
+    assert extras.pending_timers == [PendingTimer(t.kind.value, t.due_ms, t.rule) for t in expected]
+    assert [t.due_at for t in extras.pending_timers] == [t.due_at for t in expected]
     assert extras.last_trigger is None
     # Merged over what the batch knew: the timers from the state, the trigger from the batch.
     known = ProfileExtras(last_trigger=last_trigger(_decision("sent", "passed", T0)))
@@ -276,3 +281,18 @@ def test_the_router_keeps_the_newest_decision_per_customer_but_not_a_replay() ->
     assert len(out) == 3  # every decision is on the topic
     assert router.take_decisions() == {b"u1": later}
     assert router.take_decisions() == {}
+
+
+@pytest.mark.parametrize(
+    "at",
+    [
+        datetime(1970, 1, 1, tzinfo=UTC),
+        datetime(1969, 12, 31, 23, 59, 59, 999000, tzinfo=UTC),
+        datetime(2026, 3, 9, 9, 0, 0, 7000, tzinfo=UTC),
+        datetime(2028, 2, 29, 23, 59, 59, 999000, tzinfo=UTC),
+        datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC),
+        datetime(1, 1, 1, tzinfo=UTC),
+    ],
+)
+def test_iso_of_epoch_milliseconds_is_iso_of_the_datetime(at: datetime) -> None:
+    assert iso_ms(to_ms(at)) == iso(at)
