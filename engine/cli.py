@@ -31,7 +31,7 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
     # Faust's terminal spinner sets the root logger to DEBUG at warning level and
     # spins on every record: costly, and useless in a service's log.
     worker.spinner = None
-    gc_policy.install(settings.gc_unfreeze_every)
+    gc_policy.install(settings.gc_unfreeze_every, settings.gc_young_threshold)
     worker.execute_from_commandline()
     return 0
 

@@ -65,6 +65,7 @@ class Settings:
     agent_within_s: float = 0.005  # the timers agent's take window
     state_cache_size: int = 100_000
     gc_unfreeze_every: int = 50  # full collections between unfreezes; 0: CPython's own GC policy
+    gc_young_threshold: int = 10_000  # allocations between young collections; 0: CPython's 700
     store: str = "memory://"
     standby_replicas: int = 0
     data_dir: str = ".journey-data"
@@ -130,6 +131,8 @@ class Settings:
             raise SettingsError("JOURNEY_STATE_CACHE_SIZE must be >= 1")
         if self.gc_unfreeze_every < 0:
             raise SettingsError("JOURNEY_GC_UNFREEZE_EVERY must be >= 0 (0: no freezing)")
+        if self.gc_young_threshold < 0:
+            raise SettingsError("JOURNEY_GC_YOUNG_THRESHOLD must be >= 0 (0: CPython's default)")
         if self.batch_max < 1:
             raise SettingsError("JOURNEY_BATCH_MAX must be >= 1")
         if not 0 < self.agent_within_s <= 1:

@@ -13,6 +13,14 @@ goes (customer records hold no reference cycles). Only a reference cycle that
 became garbage after it was frozen waits: every ``unfreeze_every`` full
 collections everything is unfrozen, so the full pass that follows walks it all
 once and collects such cycles.
+
+The youngest generation is collected every ``young_threshold`` net allocations of
+container objects (CPython's default is 700). A worker allocates a few hundred
+short-lived containers per touchpoint, and at 700 it ran a young collection about
+every two milliseconds of work, each walking the survivors of the batch being
+applied: at 10,000 most of them are freed by reference counting before a
+collection sees them (collector time measured at a third of the default's on live
+traffic), for pauses of a few milliseconds.
 """
 
 from __future__ import annotations
@@ -41,9 +49,14 @@ class FreezeSurvivors:
             gc.freeze()
 
 
-def install(unfreeze_every: int) -> FreezeSurvivors | None:
-    """Apply the policy to this process; ``unfreeze_every`` 0 leaves CPython's own.
-    Returns the callback (for :func:`uninstall`), None when nothing was installed."""
+def install(unfreeze_every: int, young_threshold: int = 0) -> FreezeSurvivors | None:
+    """Apply the policy to this process; ``unfreeze_every`` 0 leaves CPython's own,
+    ``young_threshold`` 0 its threshold of the youngest generation. Returns the
+    callback (for :func:`uninstall`), None when nothing was installed."""
+    if young_threshold < 0:
+        raise ValueError("young_threshold must be >= 0")
+    if young_threshold:
+        gc.set_threshold(young_threshold, *gc.get_threshold()[1:])
     if unfreeze_every == 0:
         return None
     policy = FreezeSurvivors(unfreeze_every)

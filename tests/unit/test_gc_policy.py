@@ -78,3 +78,22 @@ def test_bad_settings_are_refused() -> None:
     with pytest.raises(SettingsError, match="JOURNEY_GC_UNFREEZE_EVERY"):
         Settings.from_env({"JOURNEY_GC_UNFREEZE_EVERY": "-1"})
     assert Settings.from_env({"JOURNEY_GC_UNFREEZE_EVERY": "7"}).gc_unfreeze_every == 7
+
+
+def test_the_young_generation_threshold_is_set_and_the_older_ones_kept() -> None:
+    before = gc.get_threshold()
+    try:
+        assert gc_policy.install(0, 12_345) is None  # no freezing asked
+        assert gc.get_threshold() == (12_345, *before[1:])
+        gc_policy.install(0, 0)
+        assert gc.get_threshold() == (12_345, *before[1:])  # 0 leaves it as it is
+        with pytest.raises(ValueError, match="young_threshold"):
+            gc_policy.install(0, -1)
+    finally:
+        gc.set_threshold(*before)
+
+
+def test_the_young_threshold_setting_is_checked() -> None:
+    with pytest.raises(SettingsError, match="JOURNEY_GC_YOUNG_THRESHOLD"):
+        Settings.from_env({"JOURNEY_GC_YOUNG_THRESHOLD": "-5"})
+    assert Settings.from_env({"JOURNEY_GC_YOUNG_THRESHOLD": "0"}).gc_young_threshold == 0
