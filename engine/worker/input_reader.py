@@ -5,10 +5,11 @@ co-partitioned with the touchpoints. Once the table of an assignment is recovere
 the reader reads partition ``p`` of the touchpoints and of the re-keyed touchpoints
 for every owned ``p`` with a plain Kafka consumer (manual assignment; offsets
 committed in the group ``<app id>-input``). What one fetch returns goes to the app
-a partition at a time (``apply``), then handed to the producer (``send``); the
-next fetch is applied while those sends are in flight (at most ``MAX_IN_FLIGHT``),
-and the records count as done only once everything they wrote and produced is
-acknowledged, in fetch order. Done offsets are committed every
+a partition at a time (``apply``), each partition's output handed to the producer
+(``send``) as soon as it is applied; the next fetch is applied while those sends
+are in flight (at most ``MAX_IN_FLIGHT`` fetches; while any is, a fetch waits at
+most ``_IN_FLIGHT_POLL_MS`` for input), and the records count as done only once
+everything they wrote and produced is acknowledged, in fetch order. Done offsets are committed every
 ``input_commit_interval_s``, before every change of assignment and on stop: after a
 crash the records since the last commit are read again, and the messageId dedupe in
 each customer's record drops them.
@@ -39,6 +40,10 @@ log = logging.getLogger(__name__)
 
 #: How long an idle fetch waits before the loop looks at requests and stopping again.
 _IDLE_POLL_MS = 100
+
+#: How long a fetch waits while sends are in flight, before the loop marks what
+#: they acknowledged: new input is applied as soon as it arrives, not after an ack.
+_IN_FLIGHT_POLL_MS = 5
 
 #: Fetches applied whose outputs are not acknowledged yet: the next fetch is
 #: applied while the broker acknowledges the previous ones.
@@ -160,17 +165,14 @@ class InputReader(Service):
                     self._wake.clear()
                     await self.wait_for_stopped(self._wake.wait(), timeout=1.0)
                     continue
-                # Nothing to apply: wait here for what is in flight, not in a fetch.
-                timeout = 0 if self._in_flight else _IDLE_POLL_MS
+                timeout = _IN_FLIGHT_POLL_MS if self._in_flight else _IDLE_POLL_MS
                 fetched = await consumer.getmany(
                     timeout_ms=timeout, max_records=self.settings.batch_max
                 )
                 self.behind = self.full(fetched)
                 if fetched:
                     await self._handle(fetched)
-                    await self._settle(MAX_IN_FLIGHT)
-                else:
-                    await self._settle(len(self._in_flight) - 1)
+                await self._settle(MAX_IN_FLIGHT)
                 if time.monotonic() - self._last_commit >= self.settings.input_commit_interval_s:
                     self._commit_in_background()
         finally:
@@ -191,9 +193,14 @@ class InputReader(Service):
             if records and tp.partition in self.owned:
                 by_partition.setdefault(tp.partition, []).extend(records)
                 done[tp] = records[-1].offset + 1
+        # Each partition's output is handed to the producer as soon as it is applied:
+        # the first partition's changes do not wait for the others to be applied.
+        sends = []
         for partition, records in by_partition.items():
             self._apply(partition, records)
-        self._in_flight.append((done, await self._send()))
+            sends.append(await self._send())
+        if sends:
+            self._in_flight.append((done, sends[0] if len(sends) == 1 else asyncio.gather(*sends)))
 
     async def _settle(self, keep: int) -> None:
         """Mark done what is acknowledged, in order; wait until at most ``keep``

@@ -28,16 +28,19 @@ class _Harness:
         self.catalog = Catalog(settings)
         self.applied: list[tuple[int, list[int]]] = []
         self.sends: list[asyncio.Future[Any]] = []
+        self.steps: list[str] = []
         self.reader = InputReader(settings, self.catalog, self.apply, self.send)
         self.topic = self.catalog.name(Catalog.TOUCHPOINTS)
         self.rekeyed = self.catalog.name(Catalog.REKEYED)
 
     def apply(self, partition: int, records: list[Any]) -> None:
         self.applied.append((partition, [r.offset for r in records]))
+        self.steps.append(f"apply {partition}")
 
     async def send(self) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.sends.append(future)
+        self.steps.append("send")
         return future
 
     def fetch(self, *runs: tuple[str, int, range]) -> dict[TopicPartition, list[Any]]:
@@ -114,3 +117,20 @@ def test_a_full_fetch_says_the_input_is_behind() -> None:
     assert h.reader.full(h.fetch((h.topic, 0, range(most - 1)), (h.rekeyed, 0, range(1))))
     assert not h.reader.full(h.fetch((h.topic, 0, range(most - 1))))
     assert not h.reader.full({})
+
+
+async def test_each_partition_is_sent_once_applied_and_the_fetch_done_once_all_are() -> None:
+    h = _Harness()
+    reader = h.reader
+    reader.owned = frozenset({0, 2})
+    await reader._handle(h.fetch((h.topic, 2, range(0, 3)), (h.topic, 0, range(7, 9))))
+    # The first partition's output goes to the producer before the next is applied.
+    assert h.steps == ["apply 0", "send", "apply 2", "send"]
+    h.sends[0].set_result(None)
+    await reader._settle(MAX_IN_FLIGHT)
+    assert reader._done == {}  # partition 2 of the same fetch is still in flight
+    h.sends[1].set_result(None)
+    await asyncio.sleep(0)  # the fetch's gathered acknowledgement completes
+    await reader._settle(MAX_IN_FLIGHT)
+    assert reader._done == {TopicPartition(h.topic, 0): 9, TopicPartition(h.topic, 2): 3}
+    assert not reader._in_flight
