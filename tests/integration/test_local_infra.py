@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections import defaultdict
 
 import pytest
@@ -24,7 +25,14 @@ async def _create_topic(bootstrap: str, name: str, partitions: int) -> None:
         await admin.create_topics(
             [NewTopic(name=name, num_partitions=partitions, replication_factor=1)]
         )
-        described = await admin.describe_topics([name])
+        # The broker answers from its metadata cache, which applies the creation a
+        # moment after the controller committed it (error 3 until then).
+        deadline = time.monotonic() + 10
+        while True:
+            described = await admin.describe_topics([name])
+            if described[0]["error_code"] != 3 or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.05)
     finally:
         await admin.close()
     assert len(described) == 1
