@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import gc
 import math
+import os
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,7 +23,7 @@ from engine.settings import Settings
 from engine.simulate import encode, journeys
 from engine.worker.sink import Sink
 from tests.bench.kafka_util import MetricsProgress
-from tests.bench.procs import Proc
+from tests.bench.procs import CpuSnapshot, Proc
 
 #: The latency run's sender wakes up this often and sends what is due: a producer
 #: lingering 5 ms, the Java client's default since Kafka 4.0. (At 2 ms the sender
@@ -94,6 +96,34 @@ def percentile(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
     rank = max(1, math.ceil(q * len(ordered)))
     return ordered[min(rank, len(ordered)) - 1]
+
+
+#: Where an event's latency goes, in the order of :func:`latency_parts`.
+LATENCY_PARTS = ("to_worker_s", "in_worker_s", "to_reader_s")
+
+
+def latency_parts(samples: Sequence[tuple[float, ...]], p99: float) -> dict[str, Any]:
+    """Where the time of the samples goes. A sample is ``(latency, to_worker,
+    in_worker, to_reader)``: published to the worker starting to apply the event's
+    partition batch (``processed_at``), from there to the stage change's record
+    timestamp (the worker handing it to its producer), from there to the benchmark
+    receiving it. The parts come from wall clocks in milliseconds (``processed_at``,
+    the record timestamp): each is precise to about a millisecond.
+
+    Returns each part's p50 and p99, and the mean of each part over the samples at
+    or above ``p99`` (the slowest 1 %: where the tail's time goes)."""
+    if not samples:
+        raise ValueError("no samples")
+    tail = [s for s in samples if s[0] >= p99]
+    out: dict[str, Any] = {}
+    for i, name in enumerate(LATENCY_PARTS, start=1):
+        values = [s[i] for s in samples]
+        out[name] = {
+            "p50": round(percentile(values, 0.50), 4),
+            "p99": round(percentile(values, 0.99), 4),
+            "slowest_1pct_mean": round(sum(s[i] for s in tail) / len(tail), 4),
+        }
+    return out
 
 
 def latency_input(
@@ -187,7 +217,10 @@ async def measure_latency(
         int(rate * total_s), seed, datetime.now(UTC), live_rate=rate if live else None
     )
     published: dict[str, float] = {}
-    timed: list[tuple[float, float]] = []  # (published, latency)
+    # (published, latency, to worker, in worker, to reader): see latency_parts.
+    timed: list[tuple[float, float, float, float, float]] = []
+    # Monotonic to wall clock, for comparing with the worker's wall-clock stamps.
+    wall = time.time() - time.monotonic()
     consumer = AIOKafkaConsumer(
         catalog.name(Catalog.STAGE_CHANGES),
         bootstrap_servers=settings.kafka_bootstrap,
@@ -207,10 +240,15 @@ async def measure_latency(
             received = time.monotonic()
             for messages in batch.values():
                 for message in messages:
-                    cause = orjson.loads(message.value or b"{}").get("cause") or {}
-                    sent = published.get(cause.get("message_id", ""))
-                    if sent is not None:
-                        timed.append((sent, received - sent))
+                    change = orjson.loads(message.value or b"{}")
+                    sent = published.get((change.get("cause") or {}).get("message_id", ""))
+                    if sent is None:
+                        continue
+                    processed = _epoch(change["processed_at"]) - wall
+                    handed = message.timestamp / 1000 - wall
+                    latency = received - sent
+                    parts = (processed - sent, handed - processed, received - handed)
+                    timed.append((sent, latency, *parts))
 
     # The prepared input is kept out of the collector's sight (as core_speed does):
     # a full collection walking it paused this process, its sender and its
@@ -218,11 +256,18 @@ async def measure_latency(
     gc.collect()
     gc.freeze()
     collector = asyncio.create_task(collect())
+    cpu: list[CpuSnapshot] = []
+    me = [os.getpid()]
     try:
         began = time.monotonic()
+        warm = asyncio.get_running_loop().call_later(
+            warmup_s, lambda: cpu.append(CpuSnapshot(procs, also=me))
+        )
         topic = catalog.name(Catalog.TOUCHPOINTS)
         await _publish(sink, topic, records, rate, published)
         publish_s = time.monotonic() - began
+        warm.cancel()
+        cpu.append(CpuSnapshot(procs, also=me))
         async with engine_progress([settings]) as progress:
             caught_up = await progress.wait_for(len(records), procs, timeout=120 + total_s * 4)
         drain_s = caught_up - began - publish_s
@@ -234,18 +279,22 @@ async def measure_latency(
         await consumer.stop()
         gc.unfreeze()
     measured_from = began + warmup_s
-    samples = [latency for sent, latency in timed if sent >= measured_from]
-    warm = [latency for sent, latency in timed if sent < measured_from]
+    measured = [t[1:] for t in timed if t[0] >= measured_from]
+    samples = [t[0] for t in measured]
+    warmup = [t[1] for t in timed if t[0] < measured_from]
     if not samples:
         raise RuntimeError("no stage change came back during the latency run")
+    p99 = percentile(samples, 0.99)
     return {
         "p50_s": percentile(samples, 0.50),
-        "p99_s": percentile(samples, 0.99),
+        "p99_s": p99,
         "max_s": max(samples),
         "samples": len(samples),
+        "parts": latency_parts(measured, p99),
+        "cores": _cores(cpu, len(procs)),
         "warmup_s": warmup_s,
-        "warmup_samples": len(warm),
-        "warmup_max_s": max(warm, default=0.0),
+        "warmup_samples": len(warmup),
+        "warmup_max_s": max(warmup, default=0.0),
         "events": len(records),
         "live": live,
         "target_rate_eps": rate,
@@ -254,4 +303,25 @@ async def measure_latency(
         # From the last publish to the group committing everything: about one commit
         # interval when the worker kept up, more when a backlog built up.
         "drain_s": drain_s,
+    }
+
+
+def _epoch(stamp: str) -> float:
+    """An ISO 8601 UTC time (``...Z``, as the engine writes) in seconds since the epoch."""
+    return datetime.fromisoformat(stamp).timestamp()
+
+
+def _cores(snapshots: list[CpuSnapshot], workers: int) -> dict[str, float] | None:
+    """Cores busy on average after the warm-up until the last publish: the workers,
+    this process (sender and receiver), the whole machine, and the rest (the broker,
+    redis-server, anything else running)."""
+    if len(snapshots) < 2:
+        return None
+    per_proc, machine = snapshots[-1].cores_since(snapshots[0])
+    worker, bench = sum(per_proc[:workers]), sum(per_proc[workers:])
+    return {
+        "workers": round(worker, 3),
+        "benchmark_process": round(bench, 3),
+        "machine": round(machine, 3),
+        "others": round(max(0.0, machine - worker - bench), 3),
     }

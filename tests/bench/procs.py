@@ -137,9 +137,10 @@ _TICK = os.sysconf("SC_CLK_TCK")
 class CpuSnapshot:
     """CPU seconds used so far by each process and by the whole machine (all cores)."""
 
-    def __init__(self, procs: Sequence[Proc]) -> None:
+    def __init__(self, procs: Sequence[Proc], *, also: Sequence[int] = ()) -> None:
+        """``also``: more process ids, after ``procs`` in :meth:`cores_since`."""
         self.at = time.monotonic()
-        self.procs = [_proc_cpu_s(p.pid) for p in procs]
+        self.procs = [_proc_cpu_s(pid) for pid in [*(p.pid for p in procs), *also]]
         self.machine = _machine_busy_s()
 
     def cores_since(self, earlier: CpuSnapshot) -> tuple[list[float], float]:

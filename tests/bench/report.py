@@ -86,7 +86,16 @@ METHOD = {
         "only events published after the warm-up (a fresh app's first write to each of its "
         "new topic partitions waits for the broker to create the partition's log: up to "
         "about 1 s here; the warm-up's worst latency is reported as warmup_max_s). "
-        "Percentiles are nearest-rank."
+        "Percentiles are nearest-rank. parts: where the time goes, from the worker's "
+        "wall-clock stamps (millisecond precision): to_worker_s from publish to the worker "
+        "starting to apply the event's partition batch (the stage change's processed_at: "
+        "broker, fetch, waiting behind earlier batches), in_worker_s from there to the "
+        "stage change's record timestamp (applying the batch and handing it to the "
+        "producer), to_reader_s from there to its receipt (produce, broker, the "
+        "benchmark's fetch); for each its p50, p99 and its mean over the slowest 1 % of "
+        "the samples. cores: cores busy on average from the end of the warm-up to the "
+        "last publish, from /proc: the worker, this benchmark process (sender and "
+        "receiver), the machine, and the others (broker, redis-server, anything else)."
     ),
     "two_workers": (
         "Two `python -m engine.cli worker` processes, one app id, {partitions} partitions, "
@@ -271,6 +280,38 @@ def summary_table(r: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+_PART_NAMES = {
+    "to_worker_s": "publish to the worker applying it",
+    "in_worker_s": "applying and handing to the producer",
+    "to_reader_s": "produced to received",
+}
+
+
+def _latency_detail(run: dict[str, Any]) -> list[str]:
+    """Where one latency run's time went, and the cores busy meanwhile."""
+    lines = []
+    if "parts" in run:
+        lines += [
+            "| part | p50 | p99 | slowest 1 %, mean |",
+            "|---|---:|---:|---:|",
+            *(
+                f"| {_PART_NAMES[name]} | {part['p50'] * 1000:,.1f} ms | "
+                f"{part['p99'] * 1000:,.1f} ms | {part['slowest_1pct_mean'] * 1000:,.1f} ms |"
+                for name, part in run["parts"].items()
+            ),
+            "",
+        ]
+    cores = run.get("cores")
+    if cores:
+        lines += [
+            f"Cores busy meanwhile: worker {cores['workers']:.2f}, benchmark process "
+            f"{cores['benchmark_process']:.2f}, others (broker, redis-server) "
+            f"{cores['others']:.2f}; machine {cores['machine']:.2f}.",
+            "",
+        ]
+    return lines
+
+
 def markdown(r: dict[str, Any]) -> str:
     d, cfg = r["details"], r["config"]
     lat, back = d["latency"], d["latency_backfill"]
@@ -310,12 +351,14 @@ def markdown(r: dict[str, Any]) -> str:
         f"{cfg['commit_interval']:g} s, when it kept up; more means a backlog built up and "
         "the latency includes queueing).",
         "",
+        *_latency_detail(lat),
         f"Backfill (journeys stamped weeks ago, so their wall-clock timers are all due) at "
         f"{back['achieved_rate_eps']:,.0f} events/s, {back['samples']:,} samples: "
         f"**p50 {r['latency_backfill_p50_s'] * 1000:,.1f} ms, p99 "
         f"{r['latency_backfill_p99_s'] * 1000:,.1f} ms** (max {back['max_s'] * 1000:,.1f} ms; "
         f"{back['drain_s']:.1f} s to commit everything after the last publish).",
         "",
+        *_latency_detail(back),
         "## Table recovery and memory",
         "",
         "| store | customers written | empty worker ready | ready after recovery | "

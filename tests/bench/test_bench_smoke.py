@@ -43,6 +43,14 @@ def test_benchmark_runs_end_to_end_and_writes_a_complete_report(
     assert on_disk["latency_backfill_p99_s"] >= on_disk["latency_backfill_p50_s"]
     assert on_disk["details"]["latency"]["live"] is True
     assert on_disk["details"]["latency_backfill"]["live"] is False
+    for run in ("latency", "latency_backfill"):
+        lat = on_disk["details"][run]
+        # Each part of a stage change's way, from the worker's own stamps (ms precision).
+        assert set(lat["parts"]) == {"to_worker_s", "in_worker_s", "to_reader_s"}
+        for part in lat["parts"].values():
+            assert -0.002 <= part["p50"] <= part["p99"] <= lat["max_s"] + 0.002, (run, part)
+        assert lat["cores"]["workers"] > 0, lat
+        assert lat["cores"]["benchmark_process"] > 0, lat
     details = on_disk["details"]
     assert details["input"]["customers"] == 200
     assert details["engine_2workers"]["processes"] == 2
