@@ -289,18 +289,16 @@ _PART_NAMES = {
 
 def _latency_detail(run: dict[str, Any]) -> list[str]:
     """Where one latency run's time went, and the cores busy meanwhile."""
-    lines = []
-    if "parts" in run:
-        lines += [
-            "| part | p50 | p99 | slowest 1 %, mean |",
-            "|---|---:|---:|---:|",
-            *(
-                f"| {_PART_NAMES[name]} | {part['p50'] * 1000:,.1f} ms | "
-                f"{part['p99'] * 1000:,.1f} ms | {part['slowest_1pct_mean'] * 1000:,.1f} ms |"
-                for name, part in run["parts"].items()
-            ),
-            "",
-        ]
+    lines = [
+        "| part | p50 | p99 | slowest 1 %, mean |",
+        "|---|---:|---:|---:|",
+        *(
+            f"| {_PART_NAMES[name]} | {part['p50'] * 1000:,.1f} ms | "
+            f"{part['p99'] * 1000:,.1f} ms | {part['slowest_1pct_mean'] * 1000:,.1f} ms |"
+            for name, part in run["parts"].items()
+        ),
+        "",
+    ]
     cores = run.get("cores")
     if cores:
         lines += [
