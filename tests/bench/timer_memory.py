@@ -124,10 +124,10 @@ def main() -> None:
     for _ in range(3600):
         now += 1000
         tick0 = time.perf_counter()
-        due = index.pop_due(now)
+        popped = index.pop_due(now)
         ticks.append(time.perf_counter() - tick0)
-        fired += len(due)
-        lags.extend(now - timer.due_ms for _, timer in due)
+        fired += len(popped)
+        lags.extend(now - timer.due_ms for _, timer in popped)
     ticks.sort()
     lags.sort()
 
