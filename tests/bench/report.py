@@ -95,7 +95,9 @@ METHOD = {
         "benchmark's fetch); for each its p50, p99 and its mean over the slowest 1 % of "
         "the samples. cores: cores busy on average from the end of the warm-up to the "
         "last publish, from /proc: the worker, this benchmark process (sender and "
-        "receiver), the machine, and the others (broker, redis-server, anything else)."
+        "receiver), the machine, and the others (broker, redis-server, anything else). "
+        "worker_cpu_us_per_event: the worker's busy cores over events per second, on the "
+        "throughput run's backlog and in each latency run."
     ),
     "two_workers": (
         "Two `python -m engine.cli worker` processes, one app id, {partitions} partitions, "
@@ -167,6 +169,7 @@ def build(results: dict[str, Any], cfg: BenchConfig, elapsed_s: float) -> dict[s
         )
     report["recovery_customers_measured"] = rec["memory"]["customers"]
     report["recovery_extrapolated"] = rec["memory"]["extrapolated"]
+    report["worker_cpu_us_per_event"] = cpu_per_event(results)
     report["elapsed_s"] = round(elapsed_s, 1)
     report["config"] = cfg.as_dict()
     report["environment"] = environment()
@@ -287,7 +290,28 @@ _PART_NAMES = {
 }
 
 
-def _latency_detail(run: dict[str, Any]) -> list[str]:
+def cpu_per_event(results: dict[str, Any]) -> dict[str, float | None]:
+    """A worker's CPU microseconds per event: reading the pre-loaded input as a
+    backlog (the throughput run) and fed at half that rate (the latency runs);
+    None where the cores were not measured."""
+    engine = results["engine"]
+    cores = {
+        "backlog": engine["cpu_cores"][0] if engine["cpu_cores"] else None,
+        "live": (results["latency"]["cores"] or {}).get("workers"),
+        "backfill": (results["latency_backfill"]["cores"] or {}).get("workers"),
+    }
+    rates = {
+        "backlog": engine["eps"],
+        "live": results["latency"]["achieved_rate_eps"],
+        "backfill": results["latency_backfill"]["achieved_rate_eps"],
+    }
+    return {
+        name: None if busy is None else round(busy / rates[name] * 1e6, 1)
+        for name, busy in cores.items()
+    }
+
+
+def _latency_detail(run: dict[str, Any], us_per_event: float | None) -> list[str]:
     """Where one latency run's time went, and the cores busy meanwhile."""
     lines = [
         "| part | p50 | p99 | slowest 1 %, mean |",
@@ -304,10 +328,15 @@ def _latency_detail(run: dict[str, Any]) -> list[str]:
         lines += [
             f"Cores busy meanwhile: worker {cores['workers']:.2f}, benchmark process "
             f"{cores['benchmark_process']:.2f}, others (broker, redis-server) "
-            f"{cores['others']:.2f}; machine {cores['machine']:.2f}.",
+            f"{cores['others']:.2f}; machine {cores['machine']:.2f}. The worker's CPU per "
+            f"event: {_us(us_per_event)}.",
             "",
         ]
     return lines
+
+
+def _us(value: float | None) -> str:
+    return "not measured" if value is None else f"{value:,.0f} us"
 
 
 def markdown(r: dict[str, Any]) -> str:
@@ -335,7 +364,8 @@ def markdown(r: dict[str, Any]) -> str:
         f"{d['engine']['window_s']:.1f} s, {d['engine']['stage_changes_per_event']:.2f} stage "
         f"changes per event, {d['engine']['triggers']:,} triggers sent and "
         f"{d['engine']['trigger_decisions']:,} policy decisions during the run (triggers "
-        f"on); measured by: {d['engine']['method']}.",
+        f"on); measured by: {d['engine']['method']}. The worker's CPU per event: "
+        f"{_us(r['worker_cpu_us_per_event']['backlog'])}.",
         "",
         "## Latency (event published to stage change readable)",
         "",
@@ -349,14 +379,14 @@ def markdown(r: dict[str, Any]) -> str:
         f"{cfg['commit_interval']:g} s, when it kept up; more means a backlog built up and "
         "the latency includes queueing).",
         "",
-        *_latency_detail(lat),
+        *_latency_detail(lat, r["worker_cpu_us_per_event"]["live"]),
         f"Backfill (journeys stamped weeks ago, so their wall-clock timers are all due) at "
         f"{back['achieved_rate_eps']:,.0f} events/s, {back['samples']:,} samples: "
         f"**p50 {r['latency_backfill_p50_s'] * 1000:,.1f} ms, p99 "
         f"{r['latency_backfill_p99_s'] * 1000:,.1f} ms** (max {back['max_s'] * 1000:,.1f} ms; "
         f"{back['drain_s']:.1f} s to commit everything after the last publish).",
         "",
-        *_latency_detail(back),
+        *_latency_detail(back, r["worker_cpu_us_per_event"]["backfill"]),
         "## Table recovery and memory",
         "",
         "| store | customers written | empty worker ready | ready after recovery | "

@@ -51,6 +51,7 @@ def test_benchmark_runs_end_to_end_and_writes_a_complete_report(
             assert -0.002 <= part["p50"] <= part["p99"] <= lat["max_s"] + 0.002, (run, part)
         assert lat["cores"]["workers"] > 0, lat
         assert lat["cores"]["benchmark_process"] > 0, lat
+    assert on_disk["worker_cpu_us_per_event"]["live"] > 0
     details = on_disk["details"]
     assert details["input"]["customers"] == 200
     assert details["engine_2workers"]["processes"] == 2

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
 from tests.bench.engine_runs import _epoch, latency_parts
+from tests.bench.report import cpu_per_event
 
 
 def test_each_part_has_its_percentiles_and_its_mean_over_the_slowest_samples() -> None:
@@ -42,3 +44,14 @@ def test_no_samples_is_an_error() -> None:
 def test_the_engine_s_timestamps_are_read_to_the_millisecond() -> None:
     expected = datetime(2026, 11, 23, 12, 0, 0, 250_000, tzinfo=UTC).timestamp()
     assert _epoch("2026-11-23T12:00:00.250Z") == expected
+
+
+def test_cpu_per_event_divides_the_worker_s_cores_by_its_rate() -> None:
+    results: dict[str, Any] = {
+        "engine": {"cpu_cores": [0.9], "eps": 15_000.0},
+        "latency": {"cores": {"workers": 0.8}, "achieved_rate_eps": 7_500.0},
+        "latency_backfill": {"cores": None, "achieved_rate_eps": 7_500.0},
+    }
+    assert cpu_per_event(results) == {"backlog": 60.0, "live": 106.7, "backfill": None}
+    results["engine"]["cpu_cores"] = []
+    assert cpu_per_event(results)["backlog"] is None
