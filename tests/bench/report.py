@@ -294,20 +294,15 @@ def cpu_per_event(results: dict[str, Any]) -> dict[str, float | None]:
     """A worker's CPU microseconds per event: reading the pre-loaded input as a
     backlog (the throughput run) and fed at half that rate (the latency runs);
     None where the cores were not measured."""
-    engine = results["engine"]
-    cores = {
-        "backlog": engine["cpu_cores"][0] if engine["cpu_cores"] else None,
-        "live": (results["latency"]["cores"] or {}).get("workers"),
-        "backfill": (results["latency_backfill"]["cores"] or {}).get("workers"),
-    }
-    rates = {
-        "backlog": engine["eps"],
-        "live": results["latency"]["achieved_rate_eps"],
-        "backfill": results["latency_backfill"]["achieved_rate_eps"],
+    engine, live, back = results["engine"], results["latency"], results["latency_backfill"]
+    runs = {  # name: (the worker's busy cores, events per second)
+        "backlog": (engine["cpu_cores"][0] if engine["cpu_cores"] else None, engine["eps"]),
+        "live": ((live["cores"] or {}).get("workers"), live["achieved_rate_eps"]),
+        "backfill": ((back["cores"] or {}).get("workers"), back["achieved_rate_eps"]),
     }
     return {
-        name: None if busy is None else round(busy / rates[name] * 1e6, 1)
-        for name, busy in cores.items()
+        name: None if busy is None else round(busy / rate * 1e6, 1)
+        for name, (busy, rate) in runs.items()
     }
 
 
