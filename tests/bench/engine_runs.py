@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer
 
 from engine.catalog import Catalog
 from engine.local.ports import free_port
@@ -24,6 +23,7 @@ from engine.simulate import encode, journeys
 from engine.worker.sink import Sink
 from tests.bench.kafka_util import MetricsProgress
 from tests.bench.procs import CpuSnapshot, Proc
+from tests.bench.stage_reader import READY, Row, load
 
 #: The latency run's sender wakes up this often and sends what is due: a producer
 #: lingering 5 ms, the Java client's default since Kafka 4.0. (At 2 ms the sender
@@ -173,18 +173,6 @@ async def _publish(
     await asyncio.gather(*pending)
 
 
-async def _positioned(consumer: AIOKafkaConsumer, partitions: int, timeout: float = 30.0) -> None:
-    """Wait until the consumer has every partition and a position in each: the
-    first samples must not wait for the measuring consumer's own start."""
-    deadline = time.monotonic() + timeout
-    while len(consumer.assignment()) < partitions:
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"the stage-change consumer got no assignment in {timeout}s")
-        await asyncio.sleep(0.05)
-    for tp in consumer.assignment():
-        await consumer.position(tp)
-
-
 async def measure_latency(
     settings: Settings,
     procs: list[Proc],
@@ -200,8 +188,9 @@ async def measure_latency(
     :func:`latency_input`); otherwise with their journey times weeks ago.
 
     The publish time is taken just before the record batch holding the event is
-    handed to the producer; the change is timed when the consumer of
-    ``journey.stage-changes`` receives it, matched by ``cause.message_id``. Only
+    handed to the producer; the change is timed when the stage-change reader
+    (:mod:`tests.bench.stage_reader`, a process of its own) receives it, matched by
+    ``cause.message_id``. Only
     events that change a stage give a sample. The first ``warmup_s`` of traffic
     is not sampled (a fresh worker's first writes to each new topic partition
     wait for the broker to create its log); its worst latency is reported apart.
@@ -217,67 +206,59 @@ async def measure_latency(
         int(rate * total_s), seed, datetime.now(UTC), live_rate=rate if live else None
     )
     published: dict[str, float] = {}
-    # (published, latency, to worker, in worker, to reader): see latency_parts.
-    timed: list[tuple[float, float, float, float, float]] = []
-    # Monotonic to wall clock, for comparing with the worker's wall-clock stamps.
-    wall = time.time() - time.monotonic()
-    consumer = AIOKafkaConsumer(
-        catalog.name(Catalog.STAGE_CHANGES),
-        bootstrap_servers=settings.kafka_bootstrap,
-        group_id=None,
-        auto_offset_reset="earliest",
-        fetch_max_wait_ms=50,
-    )
+    stages = catalog.name(Catalog.STAGE_CHANGES)
+    log_dir = procs[0].log_path.parent
+    found = log_dir / f"{settings.app_id}-stage-changes.json"
+    found.unlink(missing_ok=True)
+    reader = Proc(
+        f"{settings.app_id}-stage-reader",
+        [
+            "-m",
+            "tests.bench.stage_reader",
+            settings.kafka_bootstrap,
+            stages,
+            str(catalog[Catalog.STAGE_CHANGES].partitions),
+            str(found),
+        ],
+        {},
+        log_dir / f"{settings.app_id}-stage-reader.log",
+        ready_line=READY,
+    ).start()
     sink = Sink(settings)
-    await consumer.start()
-    await sink.start()
-    await _positioned(consumer, catalog[Catalog.STAGE_CHANGES].partitions)
-    done = asyncio.Event()
-
-    async def collect() -> None:
-        while not done.is_set():
-            batch = await consumer.getmany(timeout_ms=50)
-            received = time.monotonic()
-            for messages in batch.values():
-                for message in messages:
-                    change = orjson.loads(message.value or b"{}")
-                    sent = published.get((change.get("cause") or {}).get("message_id", ""))
-                    if sent is None:
-                        continue
-                    processed = _epoch(change["processed_at"]) - wall
-                    handed = message.timestamp / 1000 - wall
-                    latency = received - sent
-                    parts = (processed - sent, handed - processed, received - handed)
-                    timed.append((sent, latency, *parts))
-
+    try:
+        await asyncio.to_thread(reader.wait_ready, 60.0)
+        await sink.start()
+    except BaseException:
+        reader.stop()
+        raise
     # The prepared input is kept out of the collector's sight (as core_speed does):
-    # a full collection walking it paused this process, its sender and its
-    # receiver, for 80 ms at a time, and the pause was counted as the engine's.
+    # a full collection walking it paused this process and its sender for 80 ms at
+    # a time, and the pause was counted as the engine's.
     gc.collect()
     gc.freeze()
-    collector = asyncio.create_task(collect())
     cpu: list[CpuSnapshot] = []
-    me = [os.getpid()]
+    mine = [os.getpid(), reader.pid]
     try:
         began = time.monotonic()
         warm = asyncio.get_running_loop().call_later(
-            warmup_s, lambda: cpu.append(CpuSnapshot(procs, also=me))
+            warmup_s, lambda: cpu.append(CpuSnapshot(procs, also=mine))
         )
         topic = catalog.name(Catalog.TOUCHPOINTS)
         await _publish(sink, topic, records, rate, published)
         publish_s = time.monotonic() - began
         warm.cancel()
-        cpu.append(CpuSnapshot(procs, also=me))
+        cpu.append(CpuSnapshot(procs, also=mine))
         async with engine_progress([settings]) as progress:
             caught_up = await progress.wait_for(len(records), procs, timeout=120 + total_s * 4)
         drain_s = caught_up - began - publish_s
         await asyncio.sleep(1.0)  # the last changes are sent before the commit; let them in
     finally:
-        done.set()
-        await collector
+        reader.stop()
         await sink.stop()
-        await consumer.stop()
         gc.unfreeze()
+    if not found.exists():
+        raise RuntimeError(f"the stage-change reader wrote nothing:\n{reader.log()[-4000:]}")
+    timed = match(published, load(found), time.time() - time.monotonic())
     measured_from = began + warmup_s
     measured = [t[1:] for t in timed if t[0] >= measured_from]
     samples = [t[0] for t in measured]
@@ -304,6 +285,24 @@ async def measure_latency(
         # interval when the worker kept up, more when a backlog built up.
         "drain_s": drain_s,
     }
+
+
+def match(
+    published: dict[str, float], rows: Sequence[Row], wall: float
+) -> list[tuple[float, float, float, float, float]]:
+    """``(published, latency, to worker, in worker, to reader)`` of every change
+    whose cause was published (see :func:`latency_parts`); ``wall`` is the wall
+    clock minus the monotonic one, for the worker's wall-clock stamps."""
+    timed = []
+    for message_id, received, processed_at, timestamp_ms in rows:
+        sent = published.get(message_id or "")
+        if sent is None or processed_at is None:
+            continue
+        processed = _epoch(processed_at) - wall
+        handed = timestamp_ms / 1000 - wall
+        parts = (processed - sent, handed - processed, received - handed)
+        timed.append((sent, received - sent, *parts))
+    return timed
 
 
 def _epoch(stamp: str) -> float:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
-from tests.bench.engine_runs import _epoch, latency_parts
+from tests.bench import stage_reader
+from tests.bench.engine_runs import _epoch, latency_parts, match
 from tests.bench.report import cpu_per_event
 
 
@@ -55,3 +58,36 @@ def test_cpu_per_event_divides_the_worker_s_cores_by_its_rate() -> None:
     assert cpu_per_event(results) == {"backlog": 60.0, "live": 106.7, "backfill": None}
     results["engine"]["cpu_cores"] = []
     assert cpu_per_event(results)["backlog"] is None
+
+
+def test_changes_are_matched_to_their_published_events_and_split_into_parts() -> None:
+    wall = 1_800_000_000.0  # wall clock minus monotonic
+    # Published at monotonic 10.0; applied 5 ms later, handed over 2 ms after that,
+    # received 3 ms after that.
+    processed = datetime.fromtimestamp(wall + 10.005, UTC).isoformat().replace("+00:00", "Z")
+    raw = [
+        (10.010, round((wall + 10.007) * 1000), orjson.dumps(_change("m1", processed))),
+        (10.020, round((wall + 10.007) * 1000), orjson.dumps(_change("not-ours", processed))),
+        (10.030, round((wall + 10.007) * 1000), orjson.dumps({"customer_id": "c"})),
+        (10.040, round((wall + 10.007) * 1000), None),
+    ]
+    rows = stage_reader.rows(raw)
+    assert [r[0] for r in rows] == ["m1", "not-ours", None, None]
+
+    [(sent, latency, to_worker, in_worker, to_reader)] = match({"m1": 10.0}, rows, wall)
+    assert sent == 10.0
+    assert latency == pytest.approx(0.010)
+    assert to_worker == pytest.approx(0.005, abs=2e-6)
+    assert in_worker == pytest.approx(0.002, abs=2e-6)
+    assert to_reader == pytest.approx(0.003, abs=2e-6)
+
+
+def test_the_reader_rows_survive_their_file(tmp_path: Path) -> None:
+    rows = stage_reader.rows([(1.5, 1_700_000_000_123, orjson.dumps(_change("m", "x")))])
+    path = tmp_path / "rows.json"
+    path.write_bytes(orjson.dumps(rows))
+    assert stage_reader.load(path) == [("m", 1.5, "x", 1_700_000_000_123)]
+
+
+def _change(message_id: str, processed_at: str) -> dict[str, Any]:
+    return {"cause": {"message_id": message_id}, "processed_at": processed_at}
