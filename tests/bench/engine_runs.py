@@ -312,7 +312,8 @@ def _epoch(stamp: str) -> float:
 
 def _cores(snapshots: list[CpuSnapshot], workers: int) -> dict[str, float] | None:
     """Cores busy on average after the warm-up until the last publish: the workers,
-    this process (sender and receiver), the whole machine, and the rest (the broker,
+    the benchmark's processes (this one, the sender, and the stage-change reader),
+    the whole machine, and the rest (the broker,
     redis-server, anything else running)."""
     if len(snapshots) < 2:
         return None
