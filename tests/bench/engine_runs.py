@@ -239,6 +239,7 @@ async def measure_latency(
     cpu: list[CpuSnapshot] = []
     mine = [os.getpid(), reader.pid]
     try:
+        wall_before = time.time() - time.monotonic()
         began = time.monotonic()
         warm = asyncio.get_running_loop().call_later(
             warmup_s, lambda: cpu.append(CpuSnapshot(procs, also=mine))
@@ -258,7 +259,11 @@ async def measure_latency(
         gc.unfreeze()
     if not found.exists():
         raise RuntimeError(f"the stage-change reader wrote nothing:\n{reader.log()[-4000:]}")
-    timed = match(published, load(found), time.time() - time.monotonic())
+    # The worker's stamps are on the wall clock, which NTP may move during the run
+    # (the latency itself is on the monotonic clock): the parts use the mean of the
+    # offsets before and after, and the report says how far it moved.
+    wall_after = time.time() - time.monotonic()
+    timed = match(published, load(found), (wall_before + wall_after) / 2)
     measured_from = began + warmup_s
     measured = [t[1:] for t in timed if t[0] >= measured_from]
     samples = [t[0] for t in measured]
@@ -272,6 +277,7 @@ async def measure_latency(
         "max_s": max(samples),
         "samples": len(samples),
         "parts": latency_parts(measured, p99),
+        "wall_clock_moved_s": round(wall_after - wall_before, 4),
         "cores": _cores(cpu, len(procs)),
         "warmup_s": warmup_s,
         "warmup_samples": len(warmup),

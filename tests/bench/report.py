@@ -88,17 +88,19 @@ METHOD = {
         "each of its new topic partitions waits for the broker to create the partition's log:"
         " up to about 1 s here; the warm-up's worst latency is reported as warmup_max_s). "
         "Percentiles are nearest-rank. parts: where the time goes, from the worker's "
-        "wall-clock stamps (millisecond precision): to_worker_s from publish to the worker "
-        "starting to apply the event's partition batch (the stage change's processed_at: "
-        "broker, fetch, waiting behind earlier batches), in_worker_s from there to the stage "
-        "change's record timestamp (applying the batch and handing it to the producer), "
-        "to_reader_s from there to its receipt (produce, broker, the reader's fetch); for "
-        "each its p50, p99 and its mean over the slowest 1 % of the samples. cores: cores "
-        "busy on average from the end of the warm-up to the last publish, from /proc: the "
-        "worker, the benchmark's processes (sender and reader), the machine, and the others "
-        "(broker, redis-server, anything else). worker_cpu_us_per_event: the worker's busy "
-        "cores over events per second, on the throughput run's backlog and in each latency "
-        "run."
+        "wall-clock stamps (millisecond precision; the wall clock's offset to the monotonic "
+        "one is taken before and after the run and their mean used, wall_clock_moved_s says "
+        "how far time synchronisation moved it meanwhile): to_worker_s from publish to the "
+        "worker starting to apply the event's partition batch (the stage change's "
+        "processed_at: broker, fetch, waiting behind earlier batches), in_worker_s from there"
+        " to the stage change's record timestamp (applying the batch and handing it to the "
+        "producer), to_reader_s from there to its receipt (produce, broker, the reader's "
+        "fetch); for each its p50, p99 and its mean over the slowest 1 % of the samples. "
+        "cores: cores busy on average from the end of the warm-up to the last publish, from "
+        "/proc: the worker, the benchmark's processes (sender and reader), the machine, and "
+        "the others (broker, redis-server, anything else). worker_cpu_us_per_event: the "
+        "worker's busy cores over events per second, on the throughput run's backlog and in "
+        "each latency run."
     ),
     "two_workers": (
         "Two `python -m engine.cli worker` processes, one app id, {partitions} partitions, "
@@ -307,6 +309,10 @@ def cpu_per_event(results: dict[str, Any]) -> dict[str, float | None]:
     }
 
 
+#: A move of the wall clock during a latency run that the report points out.
+WALL_CLOCK_NOTED_S = 0.002
+
+
 def _latency_detail(run: dict[str, Any], us_per_event: float | None) -> list[str]:
     """Where one latency run's time went, and the cores busy meanwhile."""
     lines = [
@@ -319,6 +325,14 @@ def _latency_detail(run: dict[str, Any], us_per_event: float | None) -> list[str
         ),
         "",
     ]
+    moved = run["wall_clock_moved_s"]
+    if abs(moved) >= WALL_CLOCK_NOTED_S:
+        lines += [
+            f"The wall clock moved by {moved * 1000:+,.0f} ms during the run (time "
+            "synchronisation): the parts, from the worker's wall-clock stamps, are off by "
+            "up to that much; the latency itself is on the monotonic clock.",
+            "",
+        ]
     cores = run.get("cores")
     if cores:
         lines += [

@@ -11,7 +11,7 @@ import pytest
 
 from tests.bench import stage_reader
 from tests.bench.engine_runs import _epoch, latency_parts, match
-from tests.bench.report import cpu_per_event
+from tests.bench.report import _latency_detail, cpu_per_event
 
 
 def test_each_part_has_its_percentiles_and_its_mean_over_the_slowest_samples() -> None:
@@ -91,3 +91,15 @@ def test_the_reader_rows_survive_their_file(tmp_path: Path) -> None:
 
 def _change(message_id: str, processed_at: str) -> dict[str, Any]:
     return {"cause": {"message_id": message_id}, "processed_at": processed_at}
+
+
+def test_the_report_points_out_a_wall_clock_that_moved_during_the_run() -> None:
+    part = {"p50": 0.01, "p99": 0.02, "slowest_1pct_mean": 0.02}
+    run: dict[str, Any] = {
+        "parts": {"to_worker_s": part, "in_worker_s": part, "to_reader_s": part},
+        "cores": None,
+    }
+    steady = "\n".join(_latency_detail({**run, "wall_clock_moved_s": 0.0004}, None))
+    moved = "\n".join(_latency_detail({**run, "wall_clock_moved_s": -0.035}, None))
+    assert "wall clock moved" not in steady
+    assert "The wall clock moved by -35 ms" in moved
