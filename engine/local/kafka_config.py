@@ -163,13 +163,9 @@ def write_server_properties(
         "group.initial.rebalance.delay.ms": "0",
         "auto.create.topics.enable": "true",
         "delete.topic.enable": "true",
-        # Small footprint on a 2-core box. One network thread and two request
-        # handlers (rather than 2 and 4): fewer threads waiting for the two cores
-        # beside the clients; the benchmark's live latency p99 was 99-145 ms in six
-        # runs against 121-165 ms with 2 and 4 (two rounds of three runs each, one
-        # hour).
-        "num.network.threads": "1",
-        "num.io.threads": "2",
+        # Small footprint on a 2-core box.
+        "num.network.threads": "2",
+        "num.io.threads": "4",
         "num.recovery.threads.per.data.dir": "1",
         "background.threads": "4",
         "log.cleaner.dedupe.buffer.size": str(32 * 1024 * 1024),
