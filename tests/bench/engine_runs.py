@@ -190,10 +190,10 @@ async def measure_latency(
     The publish time is taken just before the record batch holding the event is
     handed to the producer; the change is timed when the stage-change reader
     (:mod:`tests.bench.stage_reader`, a process of its own) receives it, matched by
-    ``cause.message_id``. Only
-    events that change a stage give a sample. The first ``warmup_s`` of traffic
-    is not sampled (a fresh worker's first writes to each new topic partition
-    wait for the broker to create its log); its worst latency is reported apart.
+    ``cause.message_id``. Only events that change a stage give a sample. The first
+    ``warmup_s`` of traffic is not sampled (a fresh worker's first writes to each
+    new topic partition wait for the broker to create its log); its worst latency
+    is reported apart.
     """
     total_s = seconds + warmup_s
     if not 0 < rate * total_s <= MAX_LATENCY_EVENTS:
@@ -319,8 +319,8 @@ def _epoch(stamp: str) -> float:
 def _cores(snapshots: list[CpuSnapshot], workers: int) -> dict[str, float] | None:
     """Cores busy on average after the warm-up until the last publish: the workers,
     the benchmark's processes (this one, the sender, and the stage-change reader),
-    the whole machine, and the rest (the broker,
-    redis-server, anything else running)."""
+    the whole machine, and the rest (the broker, redis-server, anything else
+    running)."""
     if len(snapshots) < 2:
         return None
     per_proc, machine = snapshots[-1].cores_since(snapshots[0])

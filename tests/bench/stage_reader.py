@@ -7,10 +7,9 @@ and, once stopped (SIGTERM or SIGINT), writes to ``OUT`` one row per record:
 ``[message_id, received, processed_at, record_timestamp_ms]`` (``message_id``
 from the change's ``cause``, None when it has none).
 
-In the benchmark's own process the reader waited behind the sender's work: the
-time a change sat in that process (a median of 6-13 ms, a tail of tens) was
-counted as the engine's. Here it only receives; the records are parsed after it
-is stopped, so parsing takes no CPU from the run it measures.
+In the benchmark's own process a receipt could wait behind the sender's work, and
+the wait counted as the engine's. Here it only receives; the records are parsed
+after it is stopped, so parsing takes no CPU from the run it measures.
 """
 
 from __future__ import annotations
