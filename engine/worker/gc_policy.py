@@ -23,8 +23,8 @@ objects were frozen before it became garbage waits: about a hundred objects in
 30 s of that traffic. Every ``unfreeze_every`` full collections everything is
 unfrozen, so the full pass that follows walks it all once (0.3 s for the 235,000
 objects of a worker after those 30 s) and collects such cycles. Full collections
-come seldom once the older generations stay empty (one per minute or two at that
-rate), so that pass comes about once an hour.
+come seldom once the older generations stay empty (none in those 30 s after the
+one at start-up), so that pass is rare.
 
 The youngest generation is collected every ``young_threshold`` net allocations of
 container objects (CPython's default is 700). A worker allocates a few hundred
