@@ -24,7 +24,10 @@ class BenchConfig:
     ``recovery_target``. ``timer_customers``: customers with a pending timer on one
     worker for the timer memory (fewer when the budget is short: the memory is then
     scaled linearly to ``timer_target``); ``timer_lag_timers`` wall-clock timers
-    are scheduled over ``timer_lag_s`` for the fire lag.
+    are scheduled over ``timer_lag_s`` for the fire lag. ``latency_curve``: the shares
+    of the engine's rate at which further live latency runs are made, each with a
+    fresh worker (the run at half the rate is always made): where the p99 stands
+    below half load.
     """
 
     out: Path
@@ -42,6 +45,7 @@ class BenchConfig:
     latency_s: float = 20.0
     #: Traffic before the latency samples start (new topic partitions' first writes).
     latency_warmup_s: float = 3.0
+    latency_curve: tuple[float, ...] = (0.25, 0.375)
     commit_interval: float = 0.5
     seed: int = 7
     guarantee: str = "at_least_once"
@@ -55,6 +59,10 @@ class BenchConfig:
     #: writing customers with a pending timer (~900 B each) ~15,000 records/s.
     assumed_rebuild_s_per_customer: float = 5e-5
     assumed_timer_write_eps: float = 15_000.0
+
+    def __post_init__(self) -> None:
+        if any(not 0 < share < 1 for share in self.latency_curve):
+            raise ValueError(f"latency_curve shares must be in (0, 1): {self.latency_curve}")
 
     @classmethod
     def scaled(cls, out: Path, scale: float, **overrides: Any) -> BenchConfig:
@@ -70,6 +78,7 @@ class BenchConfig:
             warmup_records=min(1_000, max(100, round(1_000 * scale * 10))),
             latency_s=min(20.0, max(3.0, 20.0 * scale)),
             latency_warmup_s=min(3.0, max(1.0, 30.0 * scale)),
+            latency_curve=(0.25, 0.375) if scale >= 0.05 else (0.25,),
             preload_processes=2 if scale >= 0.05 else 1,
             timer_customers=max(10_000, round(FULL_TIMER_CUSTOMERS * min(scale, 1.0))),
             timer_lag_timers=max(100, round(2_000 * min(scale * 10, 1.0))),

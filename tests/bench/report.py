@@ -102,6 +102,13 @@ METHOD = {
         "worker's busy cores over events per second, on the throughput run's backlog and in "
         "each latency run."
     ),
+    "latency_curve": (
+        "Live runs as above at {curve_shares} of the engine's measured rate, each with a "
+        "fresh worker; with the run at half the rate they give the p99 by rate "
+        "(latency_curve). latency_p99_within_target_max_eps: the highest of those rates "
+        "whose run, and every slower one, had a p99 of at most {target_ms:g} ms (null when "
+        "the slowest did not)."
+    ),
     "two_workers": (
         "Two `python -m engine.cli worker` processes, one app id, {partitions} partitions, "
         "the same input and window as the single engine; the window opens only after both "
@@ -170,6 +177,9 @@ def build(results: dict[str, Any], cfg: BenchConfig, elapsed_s: float) -> dict[s
         report["rss_per_customer_bytes_rocksdb"] = round(
             rec["rocksdb"]["rss_per_customer_bytes"], 1
         )
+    curve = latency_curve(results)
+    report["latency_curve"] = curve
+    report["latency_p99_within_target_max_eps"] = highest_rate_within(curve, LATENCY_TARGET_S)
     report["recovery_customers_measured"] = rec["memory"]["customers"]
     report["recovery_extrapolated"] = rec["memory"]["extrapolated"]
     report["worker_cpu_us_per_event"] = cpu_per_event(results)
@@ -185,6 +195,8 @@ def build(results: dict[str, Any], cfg: BenchConfig, elapsed_s: float) -> dict[s
         "event_loop": results["event_loop"],
         "recovery_customers": rec["changelog"]["records"],
         "pace_tick_ms": PACE_TICK_S * 1000,
+        "curve_shares": ", ".join(f"{share:g}" for share in sorted(cfg.latency_curve)) or "no",
+        "target_ms": LATENCY_TARGET_S * 1000,
         "capabilities": ", ".join(
             f"{k}={v}" for k, v in results["engine"]["settings"].items() if k.endswith("_ENABLED")
         )
@@ -194,6 +206,36 @@ def build(results: dict[str, Any], cfg: BenchConfig, elapsed_s: float) -> dict[s
     report["details"] = results
     report["log_warnings"] = log_warnings(cfg.out / "logs")
     return report
+
+
+def latency_curve(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The live latency runs, slowest rate first: those of the curve and the one at
+    half the engine's rate."""
+    runs = [*results.get("latency_curve", []), {"share": 0.5, **results["latency"]}]
+    points = [
+        {
+            "share": run["share"],
+            "rate_eps": round(run["achieved_rate_eps"], 1),
+            "p50_s": round(run["p50_s"], 4),
+            "p99_s": round(run["p99_s"], 4),
+            "max_s": round(run["max_s"], 4),
+            "worker_cores": run["cores"]["workers"],
+            "machine_cores": run["cores"]["machine"],
+        }
+        for run in runs
+    ]
+    return sorted(points, key=lambda point: point["rate_eps"])
+
+
+def highest_rate_within(points: list[dict[str, Any]], target_s: float) -> float | None:
+    """The highest rate of ``points`` whose p99, and that of every slower point, is at
+    most ``target_s``; None when the slowest point misses it."""
+    best = None
+    for point in sorted(points, key=lambda point: point["rate_eps"]):
+        if point["p99_s"] > target_s:
+            break
+        best = point["rate_eps"]
+    return best
 
 
 def environment() -> dict[str, Any]:
@@ -309,6 +351,9 @@ def cpu_per_event(results: dict[str, Any]) -> dict[str, float | None]:
     }
 
 
+#: The first milestone's latency target: p99 at most this at half load.
+LATENCY_TARGET_S = 0.1
+
 #: A move of the wall clock during a latency run that the report points out.
 WALL_CLOCK_NOTED_S = 0.002
 
@@ -343,6 +388,37 @@ def _latency_detail(run: dict[str, Any], us_per_event: float | None) -> list[str
             "",
         ]
     return lines
+
+
+def _curve_lines(r: dict[str, Any]) -> list[str]:
+    """The p99 by rate of the live runs."""
+    curve = r.get("latency_curve") or []
+    if len(curve) < 2:
+        return []
+    engine = r["engine_eps"]
+    lines = [
+        "Live traffic by rate (a fresh worker for each; the run above included):",
+        "",
+        "| share of the engine's rate | events/s | p50 | p99 | max | worker cores | "
+        "machine cores |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {p['share']:g} | {p['rate_eps']:,.0f} | {p['p50_s'] * 1000:,.1f} ms | "
+        f"{p['p99_s'] * 1000:,.1f} ms | {p['max_s'] * 1000:,.1f} ms | "
+        f"{p['worker_cores']:.2f} | {p['machine_cores']:.2f} |"
+        for p in curve
+    ]
+    best = r.get("latency_p99_within_target_max_eps")
+    target = f"{LATENCY_TARGET_S * 1000:g} ms"
+    if best is None:
+        verdict = f"p99 above {target} at every rate measured."
+    else:
+        verdict = (
+            f"p99 at most {target} up to **{best:,.0f} events/s** ({best / engine:.0%} of the "
+            "engine's rate), of the rates measured."
+        )
+    return [*lines, "", verdict, ""]
 
 
 def _us(value: float | None) -> str:
@@ -390,6 +466,7 @@ def markdown(r: dict[str, Any]) -> str:
         "the latency includes queueing).",
         "",
         *_latency_detail(lat, r["worker_cpu_us_per_event"]["live"]),
+        *_curve_lines(r),
         f"Backfill (journeys stamped weeks ago, so their wall-clock timers are all due) at "
         f"{back['achieved_rate_eps']:,.0f} events/s, {back['samples']:,} samples: "
         f"**p50 {r['latency_backfill_p50_s'] * 1000:,.1f} ms, p99 "

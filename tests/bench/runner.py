@@ -5,7 +5,8 @@
    consumer group and subprocess (throughput, resident memory);
 3. latency: the engine on its own topic, fed at half its measured rate, live traffic
    (events stamped as they are published), then a backfill (the same journeys
-   stamped with their times weeks ago, so every wall-clock timer is due at once);
+   stamped with their times weeks ago, so every wall-clock timer is due at once),
+   then live traffic at lower shares of the rate (the latency curve);
 4. two engine workers on 2 cores, one consumer group, aggregate throughput;
 5. recovery: customers written into a changelog, workers timed to ready, memory
    store and RocksDB, each against a worker with an empty table;
@@ -119,6 +120,9 @@ class Bench:
             results["latency_backfill"] = await self._phase(
                 "latency_backfill", self.latency(rate, live=False)
             )
+            results["latency_curve"] = await self._phase(
+                "latency_curve", self.latency_curve(results["engine"]["eps"])
+            )
             results["engine_2workers"] = await self._phase("engine_2workers", self.two_workers())
             results["recovery"] = await self._phase("recovery", self.recovery())
             empty_rss = results["recovery"]["memory"]["rss_empty_bytes"]
@@ -226,8 +230,8 @@ class Bench:
         }
         return result
 
-    async def latency(self, rate: float, *, live: bool) -> dict[str, Any]:
-        app_id = f"{self.ns}-latency{'' if live else '-backfill'}"
+    async def latency(self, rate: float, *, live: bool, name: str = "") -> dict[str, Any]:
+        app_id = f"{self.ns}-{name or ('latency' if live else 'latency-backfill')}"
         settings = engine_settings(self.setup, app_id, f"{app_id}.touchpoints")
         await create_topics(settings)
         proc = engine_proc(self.setup, settings, f"engine-{app_id[len(self.ns) + 1 :]}").start()
@@ -244,6 +248,16 @@ class Bench:
             )
         finally:
             proc.stop()
+
+    async def latency_curve(self, engine_eps: float) -> list[dict[str, Any]]:
+        """Live latency runs at the configured shares of the engine's rate, each with
+        a fresh worker, lowest rate first."""
+        runs = []
+        for share in sorted(self.cfg.latency_curve):
+            name = f"latency-at-{share * 100:g}pct".replace(".", "_")
+            run = await self.latency(engine_eps * share, live=True, name=name)
+            runs.append({"share": share, **run})
+        return runs
 
     async def two_workers(self) -> dict[str, Any]:
         app_id = f"{self.ns}-two"

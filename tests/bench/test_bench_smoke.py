@@ -52,6 +52,18 @@ def test_benchmark_runs_end_to_end_and_writes_a_complete_report(
         assert lat["cores"]["workers"] > 0, lat
         assert lat["cores"]["benchmark_process"] > 0, lat
     assert on_disk["worker_cpu_us_per_event"]["live"] > 0
+    # The p99 by rate: one live run per configured share, then the one at half the rate.
+    curve = on_disk["latency_curve"]
+    assert [p["share"] for p in curve] == [*sorted(cfg.latency_curve), 0.5]
+    rates = [p["rate_eps"] for p in curve]
+    assert rates == sorted(rates)
+    assert rates[0] > 0
+    for point, run in zip(curve, on_disk["details"]["latency_curve"], strict=False):
+        assert point["rate_eps"] == pytest.approx(run["achieved_rate_eps"], abs=0.1)
+        assert run["live"] is True
+        assert 0 < point["p50_s"] <= point["p99_s"] <= point["max_s"]
+    best = on_disk["latency_p99_within_target_max_eps"]
+    assert best is None or best in rates
     details = on_disk["details"]
     assert details["input"]["customers"] == 200
     assert details["engine_2workers"]["processes"] == 2
@@ -69,6 +81,7 @@ def test_benchmark_runs_end_to_end_and_writes_a_complete_report(
     summary = (cfg.out / "report.md").read_text("utf-8")
     for heading in ("## Throughput", "## Latency", "## Table recovery", "## Timers", "## Method"):
         assert heading in summary
+    assert "Live traffic by rate" in summary
 
 
 def _tail(log: Path, lines: int = 40) -> str:

@@ -11,7 +11,7 @@ import pytest
 
 from tests.bench import stage_reader
 from tests.bench.engine_runs import _epoch, latency_parts, match
-from tests.bench.report import _latency_detail, cpu_per_event
+from tests.bench.report import _latency_detail, cpu_per_event, highest_rate_within, latency_curve
 
 
 def test_each_part_has_its_percentiles_and_its_mean_over_the_slowest_samples() -> None:
@@ -103,3 +103,51 @@ def test_the_report_points_out_a_wall_clock_that_moved_during_the_run() -> None:
     moved = "\n".join(_latency_detail({**run, "wall_clock_moved_s": -0.035}, None))
     assert "wall clock moved" not in steady
     assert "The wall clock moved by -35 ms" in moved
+
+
+def _run(rate: float, p99: float) -> dict[str, Any]:
+    return {
+        "achieved_rate_eps": rate,
+        "p50_s": p99 / 3,
+        "p99_s": p99,
+        "max_s": p99 * 1.5,
+        "cores": {"workers": rate / 10_000, "machine": rate / 5_000},
+    }
+
+
+def test_the_curve_holds_every_live_run_by_rate_with_the_half_rate_run() -> None:
+    results = {
+        "latency": _run(7_000.0, 0.150),
+        "latency_curve": [
+            {"share": 0.375, **_run(5_250.0, 0.080)},
+            {"share": 0.25, **_run(3_500.0, 0.020)},
+        ],
+    }
+    curve = latency_curve(results)
+    assert [p["share"] for p in curve] == [0.25, 0.375, 0.5]
+    assert [p["rate_eps"] for p in curve] == [3_500.0, 5_250.0, 7_000.0]
+    assert curve[2]["p99_s"] == 0.150
+    assert curve[2]["worker_cores"] == 0.7
+    assert highest_rate_within(curve, 0.1) == 5_250.0
+    assert highest_rate_within(curve, 0.2) == 7_000.0
+    assert highest_rate_within(curve, 0.01) is None
+
+
+def test_a_rate_counts_only_when_every_slower_rate_met_the_target_too() -> None:
+    # Noise: the middle rate missed, the fastest happened to meet it.
+    points = latency_curve(
+        {
+            "latency": _run(7_000.0, 0.090),
+            "latency_curve": [
+                {"share": 0.25, **_run(3_500.0, 0.020)},
+                {"share": 0.375, **_run(5_250.0, 0.130)},
+            ],
+        }
+    )
+    assert highest_rate_within(points, 0.1) == 3_500.0
+
+
+def test_without_curve_runs_the_half_rate_run_alone_is_the_curve() -> None:
+    curve = latency_curve({"latency": _run(7_000.0, 0.090)})
+    assert [p["share"] for p in curve] == [0.5]
+    assert highest_rate_within(curve, 0.1) == 7_000.0
