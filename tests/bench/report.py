@@ -104,7 +104,10 @@ METHOD = {
     ),
     "latency_curve": (
         "Live runs as above at {curve_shares} of the engine's measured rate, each with a "
-        "fresh worker; with the run at half the rate they give the p99 by rate "
+        "fresh worker, made first and slowest first (the broker started for the benchmark "
+        "JIT-compiles the request paths of the first such run: its compiler threads took "
+        "0.4-0.7 cores for about 15 s, a cost a long-running broker has already paid); with "
+        "the run at half the rate they give the p99 by rate "
         "(latency_curve). latency_p99_within_target_max_eps: the highest of those rates "
         "whose run, and every slower one, had a p99 of at most {target_ms:g} ms (null when "
         "the slowest did not)."
