@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import time
 from collections import defaultdict
@@ -11,11 +12,14 @@ import pytest
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from engine.local import LocalRedis, free_port
 from engine.local.kafka import metadata_brokers
+from engine.local.kafka_config import INDEX_BYTES
 from engine.local.redis import ping
+from tests.conftest import KAFKA_ENV
 
 
 async def _create_topic(bootstrap: str, name: str, partitions: int) -> None:
@@ -156,6 +160,27 @@ async def test_transactions_read_committed(kafka_bootstrap: str, unique_name: st
         await consumer.stop()
     # 5 data records + 2 commit markers + 1 abort marker.
     assert end == 8
+
+
+@pytest.mark.asyncio
+async def test_new_topics_get_small_segment_indexes(kafka_bootstrap: str, unique_name: str) -> None:
+    """The local broker's segment indexes are small sparse files (see
+    engine/local/kafka_config.py): a new topic inherits the size."""
+    if os.environ.get(KAFKA_ENV, "").strip():
+        pytest.skip(f"{KAFKA_ENV} names a broker this project did not configure")
+    topic = f"infra-index-{unique_name}"
+    await _create_topic(kafka_bootstrap, topic, partitions=1)
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        [response] = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, topic, {"segment.index.bytes": None})]
+        )
+    finally:
+        await admin.close()
+    [(_error, _message, _type, _name, entries)] = response.resources
+    found = {entry[0]: entry[1] for entry in entries}
+    assert int(found["segment.index.bytes"]) == INDEX_BYTES < 10 * 1024 * 1024
 
 
 @pytest.mark.asyncio
