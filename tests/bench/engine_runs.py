@@ -191,9 +191,8 @@ async def measure_latency(
     handed to the producer; the change is timed when the stage-change reader
     (:mod:`tests.bench.stage_reader`, a process of its own) receives it, matched by
     ``cause.message_id``. Only events that change a stage give a sample. The first
-    ``warmup_s`` of traffic is not sampled (a fresh worker's first writes to each
-    new topic partition wait for the broker to create its log); its worst latency
-    is reported apart.
+    ``warmup_s`` of traffic is not sampled (a fresh worker's first writes to its
+    new topic partitions); its worst latency is reported apart.
     """
     total_s = seconds + warmup_s
     if not 0 < rate * total_s <= MAX_LATENCY_EVENTS:
