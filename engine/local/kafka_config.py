@@ -71,10 +71,10 @@ BROKER_JVM_FLAGS: Final = (
     "-XX:+ExitOnOutOfMemoryError",
     "-Djava.awt.headless=true",
 )
-#: The one-shot storage formatter only needs to start fast.
 #: ``log.index.size.max.bytes`` of the local broker (see write_server_properties).
 INDEX_BYTES: Final = 256 * 1024
 
+#: The one-shot storage formatter only needs to start fast.
 TOOL_JVM_FLAGS: Final = ("-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1")
 
 
