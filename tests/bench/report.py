@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from engine.local.kafka_config import INDEX_BYTES
 from tests.bench.config import BenchConfig
 from tests.bench.engine_runs import PACE_TICK_S
 
@@ -86,7 +87,7 @@ METHOD = {
         "clock for every process of the machine). Only events that cause a stage change give "
         "a sample, and only events published after the warm-up (a fresh app's first writes "
         "to its new topic partitions; the warm-up's worst latency is reported as "
-        "warmup_max_s). The benchmark's broker keeps segment indexes at 256 KiB "
+        "warmup_max_s). The benchmark's broker keeps segment indexes at {index_kib} KiB "
         "(engine/local/kafka_config.py): at Kafka's 10 MiB default, faulting in the new "
         "partitions' sparse index files cost it about 1.4 CPU-seconds of page zeroing a few "
         "seconds into each run on this machine, and the p99 rose to 0.7-1 s. "
@@ -203,6 +204,7 @@ def build(results: dict[str, Any], cfg: BenchConfig, elapsed_s: float) -> dict[s
         "pace_tick_ms": PACE_TICK_S * 1000,
         "curve_shares": ", ".join(f"{share:g}" for share in sorted(cfg.latency_curve)) or "no",
         "target_ms": LATENCY_TARGET_S * 1000,
+        "index_kib": INDEX_BYTES // 1024,
         "capabilities": ", ".join(
             f"{k}={v}" for k, v in results["engine"]["settings"].items() if k.endswith("_ENABLED")
         )
