@@ -22,6 +22,7 @@ from engine.settings import Settings
 from engine.simulate import encode, journeys
 from engine.worker.sink import Sink
 from tests.bench.kafka_util import MetricsProgress
+from tests.bench.latency_phases import by_phase, phase_starts
 from tests.bench.procs import CpuSnapshot, Proc
 from tests.bench.stage_reader import READY, Row, load
 
@@ -240,13 +241,17 @@ async def measure_latency(
     try:
         wall_before = time.time() - time.monotonic()
         began = time.monotonic()
-        warm = asyncio.get_running_loop().call_later(
-            warmup_s, lambda: cpu.append(CpuSnapshot(procs, also=mine))
-        )
+        loop = asyncio.get_running_loop()
+        # A snapshot at the start of each phase of the measured window, one at its end.
+        snaps = [
+            loop.call_later(at - began, lambda: cpu.append(CpuSnapshot(procs, also=mine)))
+            for at in phase_starts(began + warmup_s, seconds)
+        ]
         topic = catalog.name(Catalog.TOUCHPOINTS)
         await _publish(sink, topic, records, rate, published)
         publish_s = time.monotonic() - began
-        warm.cancel()
+        for snap in snaps:
+            snap.cancel()
         cpu.append(CpuSnapshot(procs, also=mine))
         async with engine_progress([settings]) as progress:
             caught_up = await progress.wait_for(len(records), procs, timeout=120 + total_s * 4)
@@ -264,8 +269,8 @@ async def measure_latency(
     wall_after = time.time() - time.monotonic()
     timed = match(published, load(found), (wall_before + wall_after) / 2)
     measured_from = began + warmup_s
-    measured = [t[1:] for t in timed if t[0] >= measured_from]
-    samples = [t[0] for t in measured]
+    measured = [t for t in timed if t[0] >= measured_from]
+    samples = [t[1] for t in measured]
     warmup = [t[1] for t in timed if t[0] < measured_from]
     if not samples:
         raise RuntimeError("no stage change came back during the latency run")
@@ -275,9 +280,10 @@ async def measure_latency(
         "p99_s": p99,
         "max_s": max(samples),
         "samples": len(samples),
-        "parts": latency_parts(measured, p99),
+        "parts": latency_parts([t[1:] for t in measured], p99),
         "wall_clock_moved_s": round(wall_after - wall_before, 4),
         "cores": _cores(cpu, len(procs)),
+        "phases": by_phase([t[:2] for t in measured], cpu, len(procs), percentile),
         "warmup_s": warmup_s,
         "warmup_samples": len(warmup),
         "warmup_max_s": max(warmup, default=0.0),

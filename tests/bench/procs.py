@@ -140,8 +140,11 @@ class CpuSnapshot:
     def __init__(self, procs: Sequence[Proc], *, also: Sequence[int] = ()) -> None:
         """``also``: more process ids, after ``procs`` in :meth:`cores_since`."""
         self.at = time.monotonic()
-        self.procs = [_proc_cpu_s(pid) for pid in [*(p.pid for p in procs), *also]]
+        pids = [*(p.pid for p in procs), *also]
+        self.procs = [_proc_cpu_s(pid) for pid in pids]
         self.machine = _machine_busy_s()
+        #: Times each process's main thread was preempted (involuntary context switches).
+        self.preempted = [_preempted(pid) for pid in pids]
 
     def cores_since(self, earlier: CpuSnapshot) -> tuple[list[float], float]:
         """Cores busy on average between the snapshots: per process, and machine-wide."""
@@ -149,11 +152,24 @@ class CpuSnapshot:
         per_proc = [(b - a) / span for a, b in zip(earlier.procs, self.procs, strict=True)]
         return per_proc, (self.machine - earlier.machine) / span
 
+    def preempted_per_s_since(self, earlier: CpuSnapshot) -> list[float]:
+        """Per process: its main thread's involuntary context switches per second."""
+        span = max(self.at - earlier.at, 1e-6)
+        return [(b - a) / span for a, b in zip(earlier.preempted, self.preempted, strict=True)]
+
 
 def _proc_cpu_s(pid: int) -> float:
     with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
         fields = fh.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / _TICK  # utime + stime
+
+
+def _preempted(pid: int) -> int:
+    with open(f"/proc/{pid}/status", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("nonvoluntary_ctxt_switches:"):
+                return int(line.split()[1])
+    return 0
 
 
 def _machine_busy_s() -> float:

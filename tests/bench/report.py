@@ -16,6 +16,7 @@ import orjson
 from engine.local.kafka_config import INDEX_BYTES
 from tests.bench.config import BenchConfig
 from tests.bench.engine_runs import PACE_TICK_S
+from tests.bench.latency_phases import PHASES
 
 REQUIRED_KEYS = (
     "raw_eps",
@@ -104,7 +105,11 @@ METHOD = {
         "/proc: the worker, the benchmark's processes (sender and reader), the machine, and "
         "the others (broker, redis-server, anything else). worker_cpu_us_per_event: the "
         "worker's busy cores over events per second, on the throughput run's backlog and in "
-        "each latency run."
+        "each latency run. phases: the measured window cut into {phases} equal parts by "
+        "publish time (tests/bench/latency_phases.py), each with the p50 and p99 of the "
+        "events published in it, the cores busy and how often a second the worker's main "
+        "thread was preempted (involuntary context switches): the live input plays whole "
+        "journeys within the run, so its last part holds their later, costlier events."
     ),
     "latency_curve": (
         "Live runs as above at {curve_shares} of the engine's measured rate, each with a "
@@ -205,6 +210,7 @@ def build(results: dict[str, Any], cfg: BenchConfig, elapsed_s: float) -> dict[s
         "curve_shares": ", ".join(f"{share:g}" for share in sorted(cfg.latency_curve)) or "no",
         "target_ms": LATENCY_TARGET_S * 1000,
         "index_kib": INDEX_BYTES // 1024,
+        "phases": PHASES,
         "capabilities": ", ".join(
             f"{k}={v}" for k, v in results["engine"]["settings"].items() if k.endswith("_ENABLED")
         )
@@ -395,7 +401,28 @@ def _latency_detail(run: dict[str, Any], us_per_event: float | None) -> list[str
             f"event: {_us(us_per_event)}.",
             "",
         ]
-    return lines
+    return lines + _phase_lines(run.get("phases") or [])
+
+
+def _phase_lines(phases: list[dict[str, Any]]) -> list[str]:
+    """The run's phases: the tail and the load as the journeys go on."""
+    if not phases:
+        return []
+    return [
+        "| phase | p50 | p99 | worker cores | machine cores | worker preempted / s |",
+        "|---|---:|---:|---:|---:|---:|",
+        *(
+            f"| {i} of {len(phases)} | {_ms(p['p50_s'])} | {_ms(p['p99_s'])} | "
+            f"{p['worker_cores']:.2f} | {p['machine_cores']:.2f} | "
+            f"{p['worker_preempted_per_s']:,} |"
+            for i, p in enumerate(phases, 1)
+        ),
+        "",
+    ]
+
+
+def _ms(seconds: float | None) -> str:
+    return "n/a" if seconds is None else f"{seconds * 1000:,.0f} ms"
 
 
 def _curve_lines(r: dict[str, Any]) -> list[str]:

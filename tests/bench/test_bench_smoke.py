@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.bench.config import BenchConfig
+from tests.bench.latency_phases import PHASES
 from tests.bench.report import REQUIRED_KEYS
 from tests.bench.runner import run_bench
 
@@ -51,6 +52,10 @@ def test_benchmark_runs_end_to_end_and_writes_a_complete_report(
             assert -0.002 <= part["p50"] <= part["p99"] <= lat["max_s"] + 0.002, (run, part)
         assert lat["cores"]["workers"] > 0, lat
         assert lat["cores"]["benchmark_process"] > 0, lat
+        # The measured window in phases: every sample in one of them.
+        assert len(lat["phases"]) == PHASES, lat["phases"]
+        assert sum(p["samples"] for p in lat["phases"]) == lat["samples"], lat["phases"]
+        assert all(p["worker_cores"] > 0 for p in lat["phases"]), lat["phases"]
     assert on_disk["worker_cpu_us_per_event"]["live"] > 0
     # The p99 by rate: one live run per configured share, then the one at half the rate.
     curve = on_disk["latency_curve"]
