@@ -8,7 +8,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -182,6 +182,7 @@ async def measure_latency(
     seed: int,
     warmup_s: float = 0.0,
     live: bool = False,
+    services: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     """Publish at ``rate`` events/s and time each stage change back to its event.
 
@@ -193,7 +194,9 @@ async def measure_latency(
     (:mod:`tests.bench.stage_reader`, a process of its own) receives it, matched by
     ``cause.message_id``. Only events that change a stage give a sample. The first
     ``warmup_s`` of traffic is not sampled (a fresh worker's first writes to its
-    new topic partitions); its worst latency is reported apart.
+    new topic partitions); its worst latency is reported apart. ``services``: name
+    and process id of the broker and redis-server when they run on this machine,
+    for the cores busy meanwhile.
     """
     total_s = seconds + warmup_s
     if not 0 < rate * total_s <= MAX_LATENCY_EVENTS:
@@ -238,13 +241,15 @@ async def measure_latency(
     gc.freeze()
     cpu: list[CpuSnapshot] = []
     mine = [os.getpid(), reader.pid]
+    named = dict(services or {})
+    watched = [*mine, *named.values()]
     try:
         wall_before = time.time() - time.monotonic()
         began = time.monotonic()
         loop = asyncio.get_running_loop()
         # A snapshot at the start of each phase of the measured window, one at its end.
         snaps = [
-            loop.call_later(at - began, lambda: cpu.append(CpuSnapshot(procs, also=mine)))
+            loop.call_later(at - began, lambda: cpu.append(CpuSnapshot(procs, also=watched)))
             for at in phase_starts(began + warmup_s, seconds)
         ]
         topic = catalog.name(Catalog.TOUCHPOINTS)
@@ -252,7 +257,7 @@ async def measure_latency(
         publish_s = time.monotonic() - began
         for snap in snaps:
             snap.cancel()
-        cpu.append(CpuSnapshot(procs, also=mine))
+        cpu.append(CpuSnapshot(procs, also=watched))
         async with engine_progress([settings]) as progress:
             caught_up = await progress.wait_for(len(records), procs, timeout=120 + total_s * 4)
         drain_s = caught_up - began - publish_s
@@ -282,7 +287,7 @@ async def measure_latency(
         "samples": len(samples),
         "parts": latency_parts([t[1:] for t in measured], p99),
         "wall_clock_moved_s": round(wall_after - wall_before, 4),
-        "cores": _cores(cpu, len(procs)),
+        "cores": _cores(cpu, len(procs), len(mine), list(named)),
         "phases": by_phase([t[:2] for t in measured], cpu, len(procs), percentile),
         "warmup_s": warmup_s,
         "warmup_samples": len(warmup),
@@ -321,18 +326,23 @@ def _epoch(stamp: str) -> float:
     return datetime.fromisoformat(stamp).timestamp()
 
 
-def _cores(snapshots: list[CpuSnapshot], workers: int) -> dict[str, float] | None:
+def _cores(
+    snapshots: list[CpuSnapshot], workers: int, bench: int = 2, services: Sequence[str] = ()
+) -> dict[str, float] | None:
     """Cores busy on average after the warm-up until the last publish: the workers,
     the benchmark's processes (this one, the sender, and the stage-change reader),
-    the whole machine, and the rest (the broker, redis-server, anything else
-    running)."""
+    each of ``services`` (the processes after those), the whole machine, and the
+    rest (anything else running; the broker and redis-server when not named)."""
     if len(snapshots) < 2:
         return None
     per_proc, machine = snapshots[-1].cores_since(snapshots[0])
-    worker, bench = sum(per_proc[:workers]), sum(per_proc[workers:])
+    worker = sum(per_proc[:workers])
+    ours = sum(per_proc[workers : workers + bench])
+    named = dict(zip(services, per_proc[workers + bench :], strict=True))
     return {
         "workers": round(worker, 3),
-        "benchmark_process": round(bench, 3),
+        "benchmark_process": round(ours, 3),
+        **{name: round(cores, 3) for name, cores in named.items()},
         "machine": round(machine, 3),
-        "others": round(max(0.0, machine - worker - bench), 3),
+        "others": round(max(0.0, machine - worker - ours - sum(named.values())), 3),
     }

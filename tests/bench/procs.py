@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 
 #: What a Faust worker logs once its tables are recovered and it starts processing.
 FAUST_READY = "[^Worker]: Ready"
@@ -170,6 +171,56 @@ def _preempted(pid: int) -> int:
             if line.startswith("nonvoluntary_ctxt_switches:"):
                 return int(line.split()[1])
     return 0
+
+
+def listening_pid(port: int) -> int | None:
+    """The process of this machine listening on TCP ``port``, or None (another
+    machine's, or not visible to this user)."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table, encoding="ascii") as fh:
+                rows = fh.readlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            cols = row.split()
+            # local address "HEXIP:HEXPORT", state 0A = LISTEN, inode in column 9
+            if cols[3] == "0A" and int(cols[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(f"socket:[{cols[9]}]")
+    if not inodes:
+        return None
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            fds = f"/proc/{entry}/fd"
+            for fd in os.listdir(fds):
+                with contextlib.suppress(OSError):
+                    if os.readlink(f"{fds}/{fd}") in inodes:
+                        return int(entry)
+    return None
+
+
+#: Host names of this machine in a bootstrap address or Redis URL.
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+
+
+def local_services(bootstrap: str, redis_url: str) -> dict[str, int]:
+    """``{"broker": pid, "redis_server": pid}`` for those listening on this machine
+    at the first bootstrap address and the Redis URL (the others left out)."""
+    out: dict[str, int] = {}
+    host, _, port = bootstrap.split(",")[0].strip().rpartition(":")
+    url = urlsplit(redis_url)
+    for name, where, number in (
+        ("broker", host, port),
+        ("redis_server", url.hostname or "", str(url.port or 6379)),
+    ):
+        if where in _LOOPBACK and number.isdigit():
+            pid = listening_pid(int(number))
+            if pid is not None:
+                out[name] = pid
+    return out
 
 
 def _machine_busy_s() -> float:

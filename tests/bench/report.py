@@ -102,8 +102,9 @@ METHOD = {
         "producer), to_reader_s from there to its receipt (produce, broker, the reader's "
         "fetch); for each its p50, p99 and its mean over the slowest 1 % of the samples. "
         "cores: cores busy on average from the end of the warm-up to the last publish, from "
-        "/proc: the worker, the benchmark's processes (sender and reader), the machine, and "
-        "the others (broker, redis-server, anything else). worker_cpu_us_per_event: the "
+        "/proc: the worker, the benchmark's processes (sender and reader), the broker and "
+        "redis-server when they run on this machine (found by their listening ports), the "
+        "machine, and the others (anything else). worker_cpu_us_per_event: the "
         "worker's busy cores over events per second, on the throughput run's backlog and in "
         "each latency run. phases: the measured window cut into {phases} equal parts by "
         "publish time (tests/bench/latency_phases.py), each with the p50 and p99 of the "
@@ -372,6 +373,10 @@ LATENCY_TARGET_S = 0.1
 WALL_CLOCK_NOTED_S = 0.002
 
 
+#: Processes a latency run's cores may name: (key in ``cores``, label).
+_SERVICES = (("broker", "broker"), ("redis_server", "redis-server"))
+
+
 def _latency_detail(run: dict[str, Any], us_per_event: float | None) -> list[str]:
     """Where one latency run's time went, and the cores busy meanwhile."""
     lines = [
@@ -394,11 +399,14 @@ def _latency_detail(run: dict[str, Any], us_per_event: float | None) -> list[str
         ]
     cores = run.get("cores")
     if cores:
+        named = [(label, cores[key]) for key, label in _SERVICES if key in cores]
+        rest = ", ".join(label for key, label in _SERVICES if key not in cores)
         lines += [
             f"Cores busy meanwhile: worker {cores['workers']:.2f}, benchmark (sender and reader) "
-            f"{cores['benchmark_process']:.2f}, others (broker, redis-server) "
-            f"{cores['others']:.2f}; machine {cores['machine']:.2f}. The worker's CPU per "
-            f"event: {_us(us_per_event)}.",
+            f"{cores['benchmark_process']:.2f}, "
+            + "".join(f"{label} {value:.2f}, " for label, value in named)
+            + f"others ({rest or 'anything else'}) {cores['others']:.2f}; machine "
+            f"{cores['machine']:.2f}. The worker's CPU per event: {_us(us_per_event)}.",
             "",
         ]
     return lines + _phase_lines(run.get("phases") or [])

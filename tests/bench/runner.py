@@ -44,7 +44,7 @@ from tests.bench.engine_runs import (
     measure_latency,
 )
 from tests.bench.kafka_util import GroupProgress, Progress, create_topic, total_records
-from tests.bench.procs import RAW_READY, Proc, _pythonpath
+from tests.bench.procs import RAW_READY, Proc, _pythonpath, local_services
 
 log = logging.getLogger("tests.bench")
 
@@ -106,6 +106,8 @@ class Bench:
         self.event_loop = str(getattr(Settings(), "event_loop", "asyncio"))
         self.total = 0
         self.phases: dict[str, float] = {}
+        #: The broker and redis-server processes, when they run on this machine.
+        self.services = local_services(bootstrap, redis_url)
 
     async def run(self) -> dict[str, Any]:
         self.logs.mkdir(parents=True, exist_ok=True)
@@ -249,6 +251,7 @@ class Bench:
                 self.cfg.seed + 100,
                 warmup_s=self.cfg.latency_warmup_s,
                 live=live,
+                services=self.services,
             )
         finally:
             proc.stop()

@@ -6,6 +6,7 @@ No timing is asserted: only that every phase ran and the report is complete.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from tests.bench.config import BenchConfig
 from tests.bench.latency_phases import PHASES
 from tests.bench.report import REQUIRED_KEYS
 from tests.bench.runner import run_bench
+from tests.conftest import KAFKA_ENV, REDIS_ENV
 
 pytestmark = pytest.mark.integration
 
@@ -52,6 +54,11 @@ def test_benchmark_runs_end_to_end_and_writes_a_complete_report(
             assert -0.002 <= part["p50"] <= part["p99"] <= lat["max_s"] + 0.002, (run, part)
         assert lat["cores"]["workers"] > 0, lat
         assert lat["cores"]["benchmark_process"] > 0, lat
+        # The session's own broker and redis-server run here: found by their ports.
+        if not os.environ.get(KAFKA_ENV):
+            assert lat["cores"]["broker"] > 0, lat
+        if not os.environ.get(REDIS_ENV):
+            assert "redis_server" in lat["cores"], lat
         # The measured window in phases: every sample in one of them.
         assert len(lat["phases"]) == PHASES, lat["phases"]
         assert sum(p["samples"] for p in lat["phases"]) == lat["samples"], lat["phases"]

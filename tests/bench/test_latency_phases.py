@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import socket
 
 import pytest
 
-from tests.bench.engine_runs import percentile
+from tests.bench.engine_runs import _cores, percentile
 from tests.bench.latency_phases import by_phase, phase_starts
-from tests.bench.procs import CpuSnapshot
+from tests.bench.procs import CpuSnapshot, listening_pid, local_services
 from tests.bench.report import _latency_detail
 
 
@@ -68,3 +69,41 @@ def test_a_snapshot_reads_the_preemptions_of_a_real_process() -> None:
     assert len(first.preempted) == 1
     assert later.preempted[0] >= first.preempted[0] >= 0
     assert later.preempted_per_s_since(first)[0] >= 0
+
+
+def test_a_listening_process_is_found_by_its_port() -> None:
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        assert listening_pid(port) == os.getpid()
+        assert local_services(f"127.0.0.1:{port}", "redis://example.com:6379/0") == {
+            "broker": os.getpid()
+        }
+        assert local_services(f"kafka.example.com:{port}", f"redis://localhost:{port}/0") == {
+            "redis_server": os.getpid()
+        }
+    assert listening_pid(port) is None  # closed
+
+
+def test_the_broker_and_redis_server_are_told_apart_from_the_others() -> None:
+    # worker, sender, reader, broker, redis-server
+    start = CpuSnapshot.__new__(CpuSnapshot)
+    start.at, start.procs, start.machine, start.preempted = 0.0, [0.0] * 5, 0.0, [0] * 5
+    end = CpuSnapshot.__new__(CpuSnapshot)
+    end.at, end.procs, end.machine, end.preempted = 10.0, [8.0, 2.0, 1.0, 2.5, 1.5], 16.0, [0] * 5
+    cores = _cores([start, end], 1, 2, ["broker", "redis_server"])
+    assert cores == {
+        "workers": 0.8,
+        "benchmark_process": 0.3,
+        "broker": 0.25,
+        "redis_server": 0.15,
+        "machine": 1.6,
+        "others": 0.1,
+    }
+    run = {"parts": {}, "wall_clock_moved_s": 0.0, "cores": cores}
+    text = "\n".join(_latency_detail(run, None))
+    assert "broker 0.25, redis-server 0.15, others (anything else) 0.10" in text
+    del cores["redis_server"]
+    text = "\n".join(_latency_detail(run, None))
+    assert "broker 0.25, others (redis-server) 0.10" in text
