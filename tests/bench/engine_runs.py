@@ -327,12 +327,13 @@ def _epoch(stamp: str) -> float:
 
 
 def _cores(
-    snapshots: list[CpuSnapshot], workers: int, bench: int = 2, services: Sequence[str] = ()
+    snapshots: list[CpuSnapshot], workers: int, bench: int, services: Sequence[str]
 ) -> dict[str, float] | None:
-    """Cores busy on average after the warm-up until the last publish: the workers,
-    the benchmark's processes (this one, the sender, and the stage-change reader),
-    each of ``services`` (the processes after those), the whole machine, and the
-    rest (anything else running; the broker and redis-server when not named)."""
+    """Cores busy on average after the warm-up until the last publish: the first
+    ``workers`` processes of the snapshots, the next ``bench`` (the benchmark's: this
+    one, the sender, and the stage-change reader), each of ``services`` (the processes
+    after those), the whole machine, and the rest (anything else running; the broker
+    and redis-server when not named)."""
     if len(snapshots) < 2:
         return None
     per_proc, machine = snapshots[-1].cores_since(snapshots[0])

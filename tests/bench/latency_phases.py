@@ -4,7 +4,7 @@ journeys go on.
 The live input is whole journeys played within the run, so its first phase holds the
 customers' first touchpoints (small records, few triggers) and its last one their later
 events (larger records, trigger rules and their decisions): the same rate costs the
-worker more towards the end. The phases show how the p99 follows the worker's load.
+worker more towards the end. The phases show whether the tail follows that load.
 """
 
 from __future__ import annotations
