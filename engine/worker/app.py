@@ -21,6 +21,7 @@ from faust.stores.memory import Store as MemoryStore
 from faust.types import TP
 from prometheus_client import CollectorRegistry
 
+from engine.admin import TopicMismatch
 from engine.catalog import Catalog
 from engine.clock import Clock, WallClock
 from engine.metrics import Metrics
@@ -60,7 +61,7 @@ class JourneyApp:
         self.machine, self.model = self.engine.machine, self.engine.model
         self.registry = registry or CollectorRegistry()
         self.metrics = Metrics(self.registry)
-        partitions = self.catalog[Catalog.TOUCHPOINTS].partitions
+        self.partitions = partitions = self.catalog[Catalog.TOUCHPOINTS].partitions
         datadir = settings.data_path / settings.app_id
         datadir.mkdir(parents=True, exist_ok=True)
         self.app = faust.App(
@@ -186,6 +187,17 @@ class JourneyApp:
         }
 
     async def _recovered(self) -> None:
+        # Faust has made the changelog by now (asking for it earlier could make the
+        # broker create it on first use, with its default partition count).
+        await self.start_sink()
+        changelog = self.table.changelog_topic.get_topic_name()
+        await self.sink.prepare([changelog])
+        try:
+            _check_changelog(changelog, self.sink.partitions(changelog), self.partitions)
+        except TopicMismatch as exc:
+            # Faust only logs what a recovery callback raises: stop the worker here.
+            await self.app.crash(exc)
+            return
         await self.reader.own(self.owned_partitions())
 
     async def _revoked(self, *args: Any, **kwargs: Any) -> None:
@@ -200,6 +212,18 @@ class JourneyApp:
 
     async def _partitions_moved(self, *args: Any, **kwargs: Any) -> None:
         self.store.forget_all()
+
+
+def _check_changelog(topic: str, have: int, needs: int) -> None:
+    """Table partition p is written to changelog partition p: the counts must match."""
+    if have != needs:
+        raise TopicMismatch(
+            f"topic {topic} has {have} partitions but the customers table needs {needs} "
+            "(one per touchpoints partition, JOURNEY_PARTITIONS). A broker that creates "
+            "topics on first use makes it with its default count when a client asks for "
+            "it before the first worker; recreate it with the table's count (if it holds "
+            "records, they are customers' states: re-partition them, do not drop them)."
+        )
 
 
 class _TableStore(MutableMapping[bytes, bytes]):

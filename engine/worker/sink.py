@@ -79,6 +79,10 @@ class Sink(Service):
         for topic in topics:
             await self._partition_count(topic)
 
+    def partitions(self, topic: str) -> int:
+        """The partition count of a prepared topic."""
+        return self._partitions[topic]
+
     def add(
         self,
         topic: str,

@@ -17,10 +17,12 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from openapi_spec_validator import validate as validate_openapi
 
 from engine.admin import create_topics
 from engine.catalog import Catalog
+from engine.changelog import customers_changelog
 from engine.funnel_source import funnel_from_document
 from engine.profiles import read_profile
 from tests.integration.conftest import make_settings
@@ -361,3 +363,33 @@ async def test_a_redis_refusing_the_worker_stops_it_loudly(
         assert "AuthenticationError" in log or "NOAUTH" in log, log[-3000:]
     finally:
         locked.stop()
+
+
+async def test_a_changelog_made_with_another_partition_count_stops_the_worker_loudly(
+    kafka_bootstrap: str, redis_url: str, unique_name: str, tmp_path: Path
+) -> None:
+    # As a broker that creates topics on first use leaves it when a consumer of the
+    # changelog starts before the first worker: one partition.
+    settings = make_settings(kafka_bootstrap, unique_name, tmp_path, redis_url=redis_url)
+    changelog = customers_changelog(settings)
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(changelog, num_partitions=1, replication_factor=1)])
+    finally:
+        await admin.close()
+    await create_topics(settings)
+    proc = WorkerProcess(settings, tmp_path / "worker.log")
+    try:
+        proc.start()
+    except RuntimeError:
+        pass  # it stopped before it was ready
+    else:
+        await publish(proc, f"c-{unique_name}", [("page", 0)])
+    code = await asyncio.to_thread(proc.wait_exit, 60)
+    log = proc.log()
+    assert code not in (None, 0), log[-3000:]
+    needs = (
+        f"topic {changelog} has 1 partitions but the customers table needs {settings.partitions}"
+    )
+    assert needs in log, log[-3000:]
