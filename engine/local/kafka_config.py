@@ -165,7 +165,11 @@ def write_server_properties(
         "transaction.state.log.min.isr": "1",
         "transaction.state.log.num.partitions": "4",
         "group.initial.rebalance.delay.ms": "0",
-        "auto.create.topics.enable": "true",
+        # Every topic is made on purpose, with its partition count: the catalog's by
+        # `journey topics create`, the changelogs by Faust. A topic made on first use
+        # gets num.partitions, and a changelog made so before the first worker breaks
+        # the table's co-partitioning.
+        "auto.create.topics.enable": "false",
         "delete.topic.enable": "true",
         # A segment's offset and time indexes are sparse files of this size, memory
         # mapped. The first touch of a new one faults it in with the device's

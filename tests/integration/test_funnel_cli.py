@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from engine.cli import main
 from engine.ingest import decode
@@ -18,6 +17,7 @@ from engine.journey import CustomerState, StageChanged, StageMachine, load_prese
 from engine.journey.funnel import Funnel
 from engine.messages import dumps, stage_change
 from engine.simulate import encode, journeys
+from tests.bench.kafka_util import create_topic
 from tests.integration.kafka_io import produce
 
 SAAS = load_preset("saas")
@@ -35,15 +35,6 @@ def simulated_changes(customers: int) -> list[StageChanged]:
         states[event.customer_id] = state
         changes += [e for e in effects if isinstance(e, StageChanged)]
     return changes
-
-
-async def create_topic(bootstrap: str, name: str, partitions: int) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(name, partitions, 1)])
-    finally:
-        await admin.close()
 
 
 def test_funnel_from_the_stage_changes_topic(

@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from openapi_spec_validator import validate as validate_openapi
 
 from engine.admin import create_topics
@@ -25,6 +24,7 @@ from engine.catalog import Catalog
 from engine.changelog import customers_changelog
 from engine.funnel_source import funnel_from_document
 from engine.profiles import read_profile
+from tests.bench.kafka_util import create_topic
 from tests.integration.conftest import make_settings
 from tests.integration.kafka_io import produce
 from tests.integration.redis_servers import PinnedRedis
@@ -372,12 +372,7 @@ async def test_a_changelog_made_with_another_partition_count_stops_the_worker_lo
     # changelog starts before the first worker: one partition.
     settings = make_settings(kafka_bootstrap, unique_name, tmp_path, redis_url=redis_url)
     changelog = customers_changelog(settings)
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(changelog, num_partitions=1, replication_factor=1)])
-    finally:
-        await admin.close()
+    await create_topic(kafka_bootstrap, changelog, 1)
     await create_topics(settings)
     proc = WorkerProcess(settings, tmp_path / "worker.log")
     try:
