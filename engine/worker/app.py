@@ -192,11 +192,10 @@ class JourneyApp:
         await self.start_sink()
         changelog = self.table.changelog_topic.get_topic_name()
         await self.sink.prepare([changelog])
-        try:
-            _check_changelog(changelog, self.sink.partitions(changelog), self.partitions)
-        except TopicMismatch as exc:
+        have = self.sink.partitions(changelog)
+        if have != self.partitions:
             # Faust only logs what a recovery callback raises: stop the worker here.
-            await self.app.crash(exc)
+            await self.app.crash(_changelog_mismatch(changelog, have, self.partitions))
             return
         await self.reader.own(self.owned_partitions())
 
@@ -214,16 +213,15 @@ class JourneyApp:
         self.store.forget_all()
 
 
-def _check_changelog(topic: str, have: int, needs: int) -> None:
+def _changelog_mismatch(topic: str, have: int, needs: int) -> TopicMismatch:
     """Table partition p is written to changelog partition p: the counts must match."""
-    if have != needs:
-        raise TopicMismatch(
-            f"topic {topic} has {have} partitions but the customers table needs {needs} "
-            "(one per touchpoints partition, JOURNEY_PARTITIONS). A broker that creates "
-            "topics on first use makes it with its default count when a client asks for "
-            "it before the first worker; recreate it with the table's count (if it holds "
-            "records, they are customers' states: re-partition them, do not drop them)."
-        )
+    return TopicMismatch(
+        f"topic {topic} has {have} partitions but the customers table needs {needs} "
+        "(one per touchpoints partition, JOURNEY_PARTITIONS). A broker that creates "
+        "topics on first use makes it with its default count when a client asks for "
+        "it before the first worker; recreate it with the table's count (if it holds "
+        "records, they are customers' states: re-partition them, do not drop them)."
+    )
 
 
 class _TableStore(MutableMapping[bytes, bytes]):
