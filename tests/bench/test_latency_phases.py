@@ -13,13 +13,16 @@ from tests.bench.procs import CpuSnapshot, listening_pid, local_services
 from tests.bench.report import _latency_detail
 
 
-def snapshot(at: float, worker_cpu_s: float, machine_s: float, preempted: int) -> CpuSnapshot:
-    """A snapshot of one worker and one other process, as read from /proc at ``at``."""
+def snapshot(
+    at: float, cpu_s: list[float], machine_s: float, preempted: list[int] | None = None
+) -> CpuSnapshot:
+    """A snapshot as read from /proc at ``at``: CPU seconds of each process (the
+    worker first), of the machine, and preemptions of each (none by default)."""
     snap = CpuSnapshot.__new__(CpuSnapshot)
     snap.at = at
-    snap.procs = [worker_cpu_s, 0.0]
+    snap.procs = cpu_s
     snap.machine = machine_s
-    snap.preempted = [preempted, 0]
+    snap.preempted = preempted or [0] * len(cpu_s)
     return snap
 
 
@@ -29,9 +32,9 @@ def test_the_measured_window_is_cut_evenly() -> None:
 
 def test_each_sample_goes_to_the_phase_its_event_was_published_in() -> None:
     snaps = [
-        snapshot(0.0, 0.0, 0.0, 0),
-        snapshot(10.0, 5.0, 12.0, 1_000),  # worker 0.5 cores, machine 1.2, 100 preemptions/s
-        snapshot(20.0, 14.0, 30.0, 4_000),  # worker 0.9 cores, machine 1.8, 300/s
+        snapshot(0.0, [0.0, 0.0], 0.0),
+        snapshot(10.0, [5.0, 0.0], 12.0, [1_000, 0]),  # worker 0.5 cores, machine 1.2, 100/s
+        snapshot(20.0, [14.0, 0.0], 30.0, [4_000, 0]),  # worker 0.9 cores, machine 1.8, 300/s
     ]
     early = [(t / 10, 0.010 + t / 10_000) for t in range(100)]  # 10-20 ms, published 0-9.9 s
     late = [(10 + t / 10, 0.050 + t / 1_000) for t in range(100)]  # 50-149 ms, 10-19.9 s
@@ -46,7 +49,7 @@ def test_each_sample_goes_to_the_phase_its_event_was_published_in() -> None:
 
 
 def test_a_phase_without_samples_has_no_percentiles_and_reads_as_such() -> None:
-    snaps = [snapshot(0.0, 0.0, 0.0, 0), snapshot(1.0, 0.5, 1.0, 10)]
+    snaps = [snapshot(0.0, [0.0, 0.0], 0.0), snapshot(1.0, [0.5, 0.0], 1.0, [10, 0])]
     [phase] = by_phase([(5.0, 0.01)], snaps, 1, percentile)  # published after the phase
     assert phase["samples"] == 0
     assert phase["p50_s"] is None
@@ -88,10 +91,8 @@ def test_a_listening_process_is_found_by_its_port() -> None:
 
 def test_the_broker_and_redis_server_are_told_apart_from_the_others() -> None:
     # worker, sender, reader, broker, redis-server
-    start = CpuSnapshot.__new__(CpuSnapshot)
-    start.at, start.procs, start.machine, start.preempted = 0.0, [0.0] * 5, 0.0, [0] * 5
-    end = CpuSnapshot.__new__(CpuSnapshot)
-    end.at, end.procs, end.machine, end.preempted = 10.0, [8.0, 2.0, 1.0, 2.5, 1.5], 16.0, [0] * 5
+    start = snapshot(0.0, [0.0] * 5, 0.0)
+    end = snapshot(10.0, [8.0, 2.0, 1.0, 2.5, 1.5], 16.0)
     cores = _cores([start, end], 1, 2, ["broker", "redis_server"])
     assert cores == {
         "workers": 0.8,
