@@ -124,17 +124,24 @@ class Journey:
         return out
 
 
+#: The latest a simulated journey starts: this long before ``now``.
+LAST_START_BEFORE_NOW = timedelta(days=20)
+
+
 def journeys(
     customers: int, seed: int, now: datetime, span: timedelta = timedelta(days=40)
 ) -> Iterator[tuple[datetime, str, dict[str, Any]]]:
-    """All customers' events merged in event-time order, none later than ``now``."""
+    """All customers' events merged in event-time order, none later than ``now``.
+
+    The journeys start at random over ``span``, the last :data:`LAST_START_BEFORE_NOW`
+    before ``now``."""
     rng = random.Random(seed)
     names, weights = zip(*ARCHETYPES.items(), strict=True)
     run = uuid.UUID(int=rng.getrandbits(128)).hex[:6]
     heap: list[tuple[datetime, int, int, list[tuple[datetime, dict[str, Any]]]]] = []
     for n in range(customers):
         archetype = rng.choices(names, weights)[0]
-        start = now - span - timedelta(days=20) + span * rng.random()
+        start = now - span - LAST_START_BEFORE_NOW + span * rng.random()
         steps = Journey(random.Random(rng.getrandbits(64)), f"{run}-{n}", archetype, start).build()
         steps = [s for s in steps if s[0] <= now]
         if steps:

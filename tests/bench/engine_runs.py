@@ -19,7 +19,7 @@ import orjson
 from engine.catalog import Catalog
 from engine.local.ports import free_port
 from engine.settings import Settings
-from engine.simulate import encode, journeys
+from engine.simulate import LAST_START_BEFORE_NOW, encode, journeys
 from engine.worker.sink import Sink
 from tests.bench.kafka_util import MetricsProgress
 from tests.bench.latency_phases import by_phase, phase_starts
@@ -127,21 +127,51 @@ def latency_parts(samples: Sequence[tuple[float, ...]], p99: float) -> dict[str,
     return out
 
 
+#: The latency input's journeys start over this span, many times a journey's length
+#: (most end within 30 days), so that after its first few percent the traffic mixes
+#: customers at every stage in steady proportions.
+STEADY_SPAN = timedelta(days=480)
+
+#: Simulated events per customer before the cut (about 10.4); a little fewer are
+#: asked for, so that the cut input has the events wanted.
+_EVENTS_PER_CUSTOMER = 8
+
+
 def latency_input(
     events: int, seed: int, now: datetime, live_rate: float | None = None
 ) -> list[tuple[bytes, bytes, str]]:
-    """Whole journeys of enough customers for about ``events`` events, in time order.
+    """``events`` events of a steady customer population, in time order.
 
-    Stamped with their journey times (the weeks before ``now``: a backfill, whose
+    The journeys start over :data:`STEADY_SPAN` and the input ends when the last of
+    them starts: a real stream of touchpoints holds new visitors, trials, renewals
+    and cancellations side by side, whereas whole journeys of customers who all
+    start together would end the input with a burst of their later, costlier
+    events (renewals, cancellations, survey answers, which fire triggers). Only its
+    first few percent, while the population builds up, has fewer of those.
+
+    Stamped with their journey times (the months before ``now``: a backfill, whose
     wall-clock timers are all due at once), or with ``live_rate`` as they will be
     published at that rate from ``now`` on: live traffic, each customer's journey
     compressed into the run (its timers due days later)."""
-    customers = max(5, round(events / 10))
+    customers = max(5, -(-events // _EVENTS_PER_CUSTOMER))
+    while True:
+        out = _steady(events, customers, seed, now, live_rate)
+        if len(out) == events:
+            return out
+        customers *= 2  # a small population happened to have fewer events
+
+
+def _steady(
+    events: int, customers: int, seed: int, now: datetime, live_rate: float | None
+) -> list[tuple[bytes, bytes, str]]:
+    last = now - LAST_START_BEFORE_NOW
     rng = random.Random(seed + 1)
     out: list[tuple[bytes, bytes, str]] = []
-    for n, (at, customer, msg) in enumerate(journeys(customers, seed, now)):
+    for at, customer, msg in journeys(customers, seed, now, span=STEADY_SPAN):
+        if at > last or len(out) == events:
+            break
         if live_rate is not None:
-            at = now + timedelta(seconds=n / live_rate)
+            at = now + timedelta(seconds=len(out) / live_rate)
         value = encode(at, msg, rng)
         out.append((customer.encode("utf-8"), value, orjson.loads(value)["messageId"]))
     return out
@@ -187,7 +217,7 @@ async def measure_latency(
     """Publish at ``rate`` events/s and time each stage change back to its event.
 
     ``live``: the events are stamped with the time they are published (see
-    :func:`latency_input`); otherwise with their journey times weeks ago.
+    :func:`latency_input`); otherwise with their journey times months ago.
 
     The publish time is taken just before the record batch holding the event is
     handed to the producer; the change is timed when the stage-change reader

@@ -1,10 +1,9 @@
 """A latency run cut into equal phases by publish time: the tail, and the cores, as the
-journeys go on.
+run goes on.
 
-The live input is whole journeys played within the run, so its first phase holds the
-customers' first touchpoints (small records, few triggers) and its last one their later
-events (larger records, trigger rules and their decisions): the same rate costs the
-worker more towards the end. The phases show whether the tail follows that load.
+The live input's mix of journey stages is steady after its first few percent (which
+the warm-up holds), so the phases show whether the tail follows the machine (other
+work, the worker's growing state) rather than a change of traffic.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ import orjson
 
 from engine.local.kafka_config import INDEX_BYTES
 from tests.bench.config import BenchConfig
-from tests.bench.engine_runs import PACE_TICK_S
+from tests.bench.engine_runs import PACE_TICK_S, STEADY_SPAN
 from tests.bench.latency_phases import PHASES
 
 REQUIRED_KEYS = (
@@ -70,7 +70,11 @@ METHOD = {
         "stage_changes_per_event says how busy that part was."
     ),
     "latency": (
-        "A fresh engine worker on its own input topic is fed whole simulated journeys at half"
+        "A fresh engine worker on its own input topic is fed the touchpoints of a steady "
+        "simulated customer population (journeys started over {steady_span_days} days, cut when"
+        " the last one starts: new visitors, trials, renewals and cancellations side by side "
+        "in steady proportions after the first few percent, which the warm-up holds; "
+        "tests/bench/engine_runs.py latency_input) at half"
         " the engine's measured rate for {latency_warmup_s:g} s of warm-up and then "
         "{latency_s:g} s, sent every {pace_tick_ms:g} ms as one record batch per partition "
         "(the prepared input frozen out of the benchmark process's garbage collector, whose "
@@ -78,7 +82,7 @@ METHOD = {
         "live (latency_p50_s, latency_p99_s): every event is stamped with the time it is "
         "published, so each customer's journey happens within the run and its timers are due "
         "days later, as with real-time traffic; backfill (latency_backfill_*): the same "
-        "journeys stamped with their times over the previous weeks, so on the wall clock "
+        "journeys stamped with their times over the previous months, so on the wall clock "
         "every timer they schedule is already due and the worker applies timers alongside the"
         " touchpoints. Each event's publish time is taken just before its batch is handed to "
         "the producer; journey.stage-changes is read by a process of its own "
@@ -109,8 +113,7 @@ METHOD = {
         "each latency run. phases: the measured window cut into {phases} equal parts by "
         "publish time (tests/bench/latency_phases.py), each with the p50 and p99 of the "
         "events published in it, the cores busy and how often a second the worker's main "
-        "thread was preempted (involuntary context switches): the live input plays whole "
-        "journeys within the run, so its last part holds their later, costlier events."
+        "thread was preempted (involuntary context switches)."
     ),
     "latency_curve": (
         "Live runs as above at {curve_shares} of the engine's measured rate, each with a "
@@ -208,6 +211,7 @@ def build(results: dict[str, Any], cfg: BenchConfig, elapsed_s: float) -> dict[s
         "event_loop": results["event_loop"],
         "recovery_customers": rec["changelog"]["records"],
         "pace_tick_ms": PACE_TICK_S * 1000,
+        "steady_span_days": STEADY_SPAN.days,
         "curve_shares": ", ".join(f"{share:g}" for share in sorted(cfg.latency_curve)) or "no",
         "target_ms": LATENCY_TARGET_S * 1000,
         "index_kib": INDEX_BYTES // 1024,
@@ -510,7 +514,7 @@ def markdown(r: dict[str, Any]) -> str:
         "",
         *_latency_detail(lat, r["worker_cpu_us_per_event"]["live"]),
         *_curve_lines(r),
-        f"Backfill (journeys stamped weeks ago, so their wall-clock timers are all due) at "
+        f"Backfill (journeys stamped months ago, so their wall-clock timers are all due) at "
         f"{back['achieved_rate_eps']:,.0f} events/s, {back['samples']:,} samples: "
         f"**p50 {r['latency_backfill_p50_s'] * 1000:,.1f} ms, p99 "
         f"{r['latency_backfill_p99_s'] * 1000:,.1f} ms** (max {back['max_s'] * 1000:,.1f} ms; "

@@ -6,7 +6,7 @@
 3. latency: the engine on its own topic, fed live traffic (events stamped as they
    are published) at lower shares of its measured rate (the latency curve), then at
    half of it, then a backfill at half of it (the same journeys stamped with their
-   times weeks ago, so every wall-clock timer is due at once);
+   times months ago, so every wall-clock timer is due at once);
 4. two engine workers on 2 cores, one consumer group, aggregate throughput;
 5. recovery: customers written into a changelog, workers timed to ready, memory
    store and RocksDB, each against a worker with an empty table;
