@@ -9,6 +9,7 @@ import pytest
 
 from engine.admin import create_topics
 from engine.catalog import Catalog
+from engine.changelog import customers_changelog
 from tests.bench.kafka_util import create_topic
 from tests.integration.conftest import make_settings
 from tests.integration.kafka_io import consume_until, produce
@@ -88,7 +89,7 @@ async def test_unreadable_stored_record_stops_the_worker_loudly(
 ) -> None:
     settings = make_settings(kafka_bootstrap, unique_name, tmp_path)
     await create_topics(settings)
-    changelog = f"{settings.app_id}-customers-changelog"
+    changelog = customers_changelog(settings)
     await create_topic(kafka_bootstrap, changelog, settings.partitions)  # as Faust makes it
     await produce(kafka_bootstrap, changelog, [(b"someone", b'{"v": 99}', None)])
     worker = WorkerProcess(settings, tmp_path / "worker.log")
